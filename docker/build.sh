@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Builds the project's images with the local docker engine.
+#   docker/build.sh [base|predictor|jobs|all]      (default: all = predictor + jobs)
+# Environment:
+#   IMAGE_REPO_PREFIX  repository prefix (default fraud-detection)  -> fraud-detection/predictor
+#   IMAGE_TAG          tag (default: short git commit, "-dirty" when the tree has changes)
+#   BASE_IMAGE         Python 3.11 base (default python:3.11-slim-bookworm); set BASE_IMAGE=local
+#                      to build one from Debian packages with debootstrap (no registry needed).
+#   IMAGE              when set (as by Skaffold's custom builder), the full name of the one image built.
+# The build context is the repository's tracked files only (git ls-files), never .venv or caches.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+PREFIX=${IMAGE_REPO_PREFIX:-fraud-detection}
+TAG=${IMAGE_TAG:-$(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- . 2>/dev/null || echo -dirty)}
+BASE_IMAGE=${BASE_IMAGE:-python:3.11-slim-bookworm}
+LOCAL_BASE=${PREFIX}/python-base:3.11-bookworm
+
+die() { echo "docker/build.sh: $*" >&2; exit 1; }
+command -v docker >/dev/null || die "docker not found"
+docker info >/dev/null 2>&1 || die "no docker engine answers (start dockerd first)"
+
+# A Debian bookworm root filesystem with CPython 3.11 (Debian's python3), imported as an image.
+build_base() {
+  command -v debootstrap >/dev/null || die "debootstrap not found (apt-get install debootstrap)"
+  local mirror rootfs
+  mirror=$(grep -hsE '^(URIs:|deb )' /etc/apt/sources.list /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list \
+    | grep -m1 -E 'debian/?$|debian ' | sed -E 's/^URIs: //; s/^deb (\[[^]]*\] )?//; s/ .*//')
+  mirror=${mirror:-http://deb.debian.org/debian}
+  rootfs=$(mktemp -d)
+  trap 'rm -rf "$rootfs"' RETURN
+  echo "[build] base image $LOCAL_BASE from $mirror" >&2
+  debootstrap --variant=minbase --include=python3,python3-venv,python-is-python3,ca-certificates \
+    bookworm "$rootfs" "$mirror" >&2 || die "debootstrap failed"
+  rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
+  tar -C "$rootfs" -c . | docker import \
+    --change 'ENV LANG=C.UTF-8 PATH=/usr/local/bin:/usr/bin:/bin' --change 'CMD ["python3"]' \
+    - "$LOCAL_BASE" >/dev/null || die "docker import failed"
+}
+
+build_image() {
+  local name=$1 image=${IMAGE:-$PREFIX/$1:$TAG} base=$BASE_IMAGE
+  if [[ $base == local ]]; then
+    docker image inspect "$LOCAL_BASE" >/dev/null 2>&1 || build_base
+    base=$LOCAL_BASE
+  fi
+  echo "[build] $image (base $base)" >&2
+  (cd "$ROOT" && git ls-files -z --cached --others --exclude-standard | tar --null -T - -c) \
+    | docker build -f "docker/$name.Dockerfile" --build-arg "BASE_IMAGE=$base" -t "$image" - \
+    || die "building $image failed"
+  if [[ ${PUSH_IMAGE:-false} == true ]]; then docker push "$image" || die "pushing $image failed"; fi
+  echo "$image"
+}
+
+case ${1:-all} in
+  base) build_base ;;
+  predictor|jobs) build_image "$1" ;;
+  all) build_image predictor; build_image jobs ;;
+  *) die "unknown target '$1' (expected base|predictor|jobs|all)" ;;
+esac

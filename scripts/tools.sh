@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# Installs the chart-tier tools into a project-owned cache, building them from Go modules:
+#   helm, kube-apiserver, etcd                     -> $FRAUD_CACHE_DIR/bin
+#   KServe, Gateway API, prometheus-operator CRDs  -> $FRAUD_CACHE_DIR/crds/<source>
+#   Kubernetes OpenAPI v3 spec (built-in schemas)  -> $FRAUD_CACHE_DIR/openapi/kubernetes
+# Idempotent: each item is keyed by its pinned version and skipped when present.
+# Usage: scripts/tools.sh [all|helm|kube-apiserver|etcd|crds|openapi]...   (default: all)
+# Prints `export PATH=...` hints on success; exits non-zero with one line on failure.
+set -euo pipefail
+
+HELM_VERSION=v3.22.0
+KUBERNETES_VERSION=v1.32.13
+ETCD_VERSION=v3.5.35
+KSERVE_VERSION=v0.20.0
+GATEWAY_API_VERSION=v1.3.0
+PROMETHEUS_OPERATOR_VERSION=v0.85.0
+
+CACHE="${FRAUD_CACHE_DIR:-$HOME/.cache/fraud-detection}"
+BIN="$CACHE/bin"
+export GOMODCACHE="$CACHE/go/mod" GOCACHE="$CACHE/go/build" GOFLAGS="-mod=mod -buildvcs=false"
+export CGO_ENABLED=0 GOTOOLCHAIN=local GOPROXY="${GOPROXY:-https://proxy.golang.org,direct}"
+[[ -d /usr/local/go/bin ]] && PATH="$PATH:/usr/local/go/bin"
+
+step=""
+log() { printf '[tools] %s\n' "$*" >&2; }
+die() { printf 'tools.sh: %s failed: %s\n' "${step:-setup}" "$*" >&2; step=""; exit 1; }
+trap 'rc=$?; [[ $rc -ne 0 && -n $step ]] && printf "tools.sh: %s failed (exit %s); see output above\n" "${step:-setup}" "$rc" >&2' EXIT
+
+command -v go >/dev/null || die "Go toolchain not found (need go >= 1.24 on PATH or in /usr/local/go/bin)"
+mkdir -p "$BIN" "$CACHE/tools" "$CACHE/crds" "$CACHE/openapi"
+
+# moddir MODULE@VERSION -> prints the extracted module directory (downloads on first use).
+moddir() { go mod download -json "$1" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p'; }
+
+# cached NAME VERSION : true (and bin/NAME linked) when that version is already built.
+cached() {
+  local exe="$CACHE/tools/$1-$2/$1"; step="$1 $2"
+  [[ -x $exe ]] || return 1
+  ln -sfn "$exe" "$BIN/$1"; log "$1 $2: cached"
+}
+
+# build NAME VERSION PKG GOMOD_BODY [LDFLAGS] : builds PKG inside a throwaway wrapper module.
+build() {
+  local name=$1 version=$2 pkg=$3 gomod=$4 ldflags=${5:-} dest="$CACHE/tools/$1-$2" work
+  step="$name $version"; log "$step: building (first run only, takes minutes)"
+  work=$(mktemp -d); mkdir -p "$dest"
+  printf 'module fraud.local/tools/%s\n\ngo 1.24\n\n%s\n' "$name" "$gomod" >"$work/go.mod"
+  (cd "$work" && GOWORK=off nice -n 10 go build -trimpath -ldflags "-s -w $ldflags" -o "$dest/$name.tmp" "$pkg") \
+    || { rm -rf "$work"; die "go build $pkg"; }
+  rm -rf "$work"; mv "$dest/$name.tmp" "$dest/$name"; ln -sfn "$dest/$name" "$BIN/$name"
+  log "$step: done"
+}
+
+install_helm() {
+  cached helm "$HELM_VERSION" && return
+  # Like helm's Makefile: the default Kubernetes version of `helm template`/`lint` follows client-go.
+  local dir minor p=helm.sh/helm/v3
+  dir=$(moddir "$p@$HELM_VERSION") || die "go mod download $p"
+  minor=$(sed -n 's#^\tk8s.io/client-go v0\.\([0-9]*\)\..*#\1#p' "$dir/go.mod")
+  [[ -n $minor ]] || die "client-go version not found in $p go.mod"
+  build helm "$HELM_VERSION" $p/cmd/helm "require $p $HELM_VERSION" \
+    "-X $p/internal/version.version=$HELM_VERSION -X $p/pkg/chartutil.k8sVersionMajor=1 \
+     -X $p/pkg/chartutil.k8sVersionMinor=$minor -X $p/pkg/lint/rules.k8sVersionMajor=1 \
+     -X $p/pkg/lint/rules.k8sVersionMinor=$minor"
+}
+
+install_etcd() {
+  # The etcd 3.5 server module replaces its siblings with relative paths, so it is built
+  # through a wrapper module that requires it at the release version.
+  cached etcd "$ETCD_VERSION" || build etcd "$ETCD_VERSION" go.etcd.io/etcd/server/v3 \
+    "require go.etcd.io/etcd/server/v3 $ETCD_VERSION"
+}
+
+install_kube_apiserver() {
+  cached kube-apiserver "$KUBERNETES_VERSION" && return
+  # k8s.io/kubernetes replaces its staging modules with local paths; the wrapper pins each
+  # staging module to the matching published v0.X.Y instead.
+  local dir m reps="" v0="v0.${KUBERNETES_VERSION#v1.}"
+  dir=$(moddir "k8s.io/kubernetes@$KUBERNETES_VERSION") || die "go mod download k8s.io/kubernetes"
+  for m in $(sed -n 's#^\t\(k8s.io/[a-z0-9-]*\) => ./staging/.*#\1#p' "$dir/go.mod"); do
+    reps+="replace $m => $m $v0"$'\n'
+  done
+  local vf="-X k8s.io/component-base/version.gitVersion=$KUBERNETES_VERSION"
+  build kube-apiserver "$KUBERNETES_VERSION" k8s.io/kubernetes/cmd/kube-apiserver \
+    "require k8s.io/kubernetes $KUBERNETES_VERSION"$'\n'"$reps" \
+    "$vf -X k8s.io/client-go/pkg/version.gitVersion=$KUBERNETES_VERSION"
+}
+
+# copy_yaml SRC_DIR DEST_DIR : copies *.yaml of one directory (no recursion) into a versioned dir.
+copy_yaml() {
+  local src=$1 dest=$2
+  [[ -d "$src" ]] || die "expected directory $src in the module"
+  rm -rf "$dest.tmp"; mkdir -p "$dest.tmp"
+  find "$src" -maxdepth 1 -name '*.yaml' ! -name 'kustomization.yaml' -exec cp {} "$dest.tmp/" \;
+  chmod -R u+w "$dest.tmp"; rm -rf "$dest"; mv "$dest.tmp" "$dest"
+}
+
+install_crds() {
+  local d
+  step="KServe CRDs $KSERVE_VERSION"
+  if [[ ! -d "$CACHE/crds/kserve-$KSERVE_VERSION" ]]; then
+    log "$step: downloading"; d=$(moddir "github.com/kserve/kserve@$KSERVE_VERSION") || die "go mod download"
+    copy_yaml "$d/config/crd/full" "$CACHE/crds/kserve-$KSERVE_VERSION"
+  fi
+  step="Gateway API CRDs $GATEWAY_API_VERSION"
+  if [[ ! -d "$CACHE/crds/gateway-api-$GATEWAY_API_VERSION" ]]; then
+    log "$step: downloading"; d=$(moddir "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION") || die "go mod download"
+    copy_yaml "$d/config/crd/standard" "$CACHE/crds/gateway-api-$GATEWAY_API_VERSION"
+  fi
+  step="prometheus-operator CRDs $PROMETHEUS_OPERATOR_VERSION"
+  if [[ ! -d "$CACHE/crds/prometheus-operator-$PROMETHEUS_OPERATOR_VERSION" ]]; then
+    log "$step: downloading"
+    d=$(moddir "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION") || die "go mod download"
+    copy_yaml "$d/example/prometheus-operator-crd" "$CACHE/crds/prometheus-operator-$PROMETHEUS_OPERATOR_VERSION"
+  fi
+  for src in kserve-$KSERVE_VERSION gateway-api-$GATEWAY_API_VERSION prometheus-operator-$PROMETHEUS_OPERATOR_VERSION; do
+    ln -sfn "$src" "$CACHE/crds/${src%-v*}"
+  done
+  log "CRDs: ready in $CACHE/crds"
+}
+
+install_openapi() {
+  step="Kubernetes OpenAPI $KUBERNETES_VERSION"
+  local dest="$CACHE/openapi/kubernetes-$KUBERNETES_VERSION" d
+  if [[ ! -d "$dest" ]]; then
+    log "$step: downloading"; d=$(moddir "k8s.io/kubernetes@$KUBERNETES_VERSION") || die "go mod download"
+    rm -rf "$dest.tmp"; cp -r "$d/api/openapi-spec/v3" "$dest.tmp"; chmod -R u+w "$dest.tmp"; mv "$dest.tmp" "$dest"
+  fi
+  ln -sfn "kubernetes-$KUBERNETES_VERSION" "$CACHE/openapi/kubernetes"
+  log "OpenAPI: ready in $CACHE/openapi/kubernetes"
+}
+
+main() {
+  local what=("$@"); [[ ${#what[@]} -eq 0 || ${what[0]} == all ]] && what=(helm etcd kube-apiserver crds openapi)
+  for w in "${what[@]}"; do
+    case $w in
+      helm) install_helm ;; etcd) install_etcd ;; kube-apiserver) install_kube_apiserver ;;
+      crds) install_crds ;; openapi) install_openapi ;;
+      *) step="arguments"; die "unknown item '$w' (expected all|helm|etcd|kube-apiserver|crds|openapi)" ;;
+    esac
+  done
+  step=""
+  log "all set: export PATH=\"$BIN:\$PATH\" FRAUD_CACHE_DIR=\"$CACHE\""
+}
+
+main "$@"
