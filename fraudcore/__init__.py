@@ -1,0 +1,1 @@
+"""Shared pieces: feature schema, settings, errors, logging and the model bundle format."""

@@ -1,0 +1,48 @@
+"""The `fraud` command line: one Typer app, one module per command group."""
+
+import sys
+
+import typer
+
+from fraudcore.errors import FraudError
+from fraudcore.logging import configure_logging
+from fraudcore.settings import Settings
+from jobs.cli import data, models, train
+from jobs.cli.common import ExitCode
+from training.gate import GateRejectedError
+
+app = typer.Typer(
+    name="fraud",
+    help="Train, register, serve and watch transaction-fraud models (MLflow + KServe).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show debug logging."),
+    json_logs: bool = typer.Option(False, "--json-logs", help="Log JSON lines (for jobs)."),
+) -> None:
+    """Settings come from FRAUD_* variables and MLFLOW_TRACKING_URI (default: a store in .fraud/)."""
+    configure_logging("DEBUG" if verbose else "INFO", json_output=json_logs)
+    ctx.obj = Settings()
+
+
+app.add_typer(data.app, name="data")
+app.add_typer(models.app, name="models")
+app.command(name="train")(train.train)
+
+
+def main() -> None:
+    """Console-script entry: a FraudError becomes one readable line and a non-zero exit."""
+    try:
+        app()
+    except GateRejectedError as e:
+        typer.secho(f"rejected: {e}", fg="red", err=True)
+        sys.exit(ExitCode.REJECTED)
+    except FraudError as e:
+        typer.secho(f"error: {e}", fg="red", err=True)
+        sys.exit(ExitCode.ERROR)

@@ -1,0 +1,139 @@
+"""The model bundle: a scorer plus everything stored with it (threshold, schema, metrics, reference).
+
+A bundle is a directory that training writes and every consumer reads without training code:
+`card.json` (the model card), `reference.npy` (a sample of training inputs for drift checks) and
+the scorer's own file (`model.ubj` for XGBoost, `logistic.npz` for the scaled logistic regression).
+"""
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal, Protocol
+
+import numpy as np
+import xgboost as xgb
+
+from fraudcore.errors import UnavailableError
+from fraudcore.schema import FEATURES
+
+ModelKind = Literal["xgboost", "logistic"]
+CARD_FILE = "card.json"
+REFERENCE_FILE = "reference.npy"
+
+
+class Scorer(Protocol):
+    """Turns a float32 `[N, 30]` matrix in canonical feature order into fraud probabilities."""
+
+    kind: ModelKind
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray: ...
+
+    def save(self, path: Path) -> None: ...
+
+
+class XGBoostScorer:
+    """A binary:logistic booster scored with `inplace_predict` (no DMatrix copy)."""
+
+    kind: ModelKind = "xgboost"
+    file_name = "model.ubj"
+
+    def __init__(self, booster: xgb.Booster) -> None:
+        booster.set_param({"nthread": 1})
+        self.booster = booster
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(self.booster.inplace_predict(x, validate_features=False), np.float32)
+
+    def save(self, path: Path) -> None:
+        self.booster.save_model(path / self.file_name)
+
+    @classmethod
+    def load(cls, path: Path) -> "XGBoostScorer":
+        booster = xgb.Booster()
+        booster.load_model(path / cls.file_name)
+        return cls(booster)
+
+
+class LogisticScorer:
+    """Standard-scaled logistic regression, scored with plain numpy."""
+
+    kind: ModelKind = "logistic"
+    file_name = "logistic.npz"
+
+    def __init__(self, mean: np.ndarray, scale: np.ndarray, coef: np.ndarray, intercept: float):
+        # Fold the scaler into the weights: sigmoid(((x - mean) / scale) @ coef + b).
+        self.weights = (coef / scale).astype(np.float64)
+        self.bias = float(intercept - np.dot(mean / scale, coef))
+        self._parts = (mean, scale, coef, intercept)
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        z = x.astype(np.float64, copy=False) @ self.weights + self.bias
+        return (1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))).astype(np.float32)
+
+    def save(self, path: Path) -> None:
+        mean, scale, coef, intercept = self._parts
+        np.savez(path / self.file_name, mean=mean, scale=scale, coef=coef, intercept=intercept)
+
+    @classmethod
+    def load(cls, path: Path) -> "LogisticScorer":
+        with np.load(path / cls.file_name) as parts:
+            return cls(parts["mean"], parts["scale"], parts["coef"], float(parts["intercept"]))
+
+
+SCORERS: dict[str, type[XGBoostScorer] | type[LogisticScorer]] = {
+    "xgboost": XGBoostScorer,
+    "logistic": LogisticScorer,
+}
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What is known about a trained model; stored next to it and shown by `fraud models list`."""
+
+    kind: ModelKind
+    threshold: float
+    metrics: dict[str, float]
+    data_fingerprint: str
+    data_source: str
+    trained_at: str
+    params: dict[str, str | int | float] = field(default_factory=dict)
+    features: tuple[str, ...] = FEATURES
+
+
+@dataclass
+class Bundle:
+    """A loaded bundle: the scorer, its card and where its files are."""
+
+    scorer: Scorer
+    card: ModelCard
+    path: Path
+
+    def reference(self) -> np.ndarray:
+        """The reference sample of training inputs, `[n, 30]` float32."""
+        return np.load(self.path / REFERENCE_FILE)
+
+    def decide(self, scores: np.ndarray) -> np.ndarray:
+        """Fraud decisions at the threshold chosen at training time."""
+        return scores >= self.card.threshold
+
+
+def save_bundle(path: Path, scorer: Scorer, card: ModelCard, reference: np.ndarray) -> None:
+    """Write a bundle directory (created if missing)."""
+    path.mkdir(parents=True, exist_ok=True)
+    scorer.save(path)
+    (path / CARD_FILE).write_text(json.dumps(asdict(card), indent=2))
+    np.save(path / REFERENCE_FILE, reference.astype(np.float32))
+
+
+def load_bundle(path: Path) -> Bundle:
+    """Read a bundle directory; an incomplete or foreign directory raises UnavailableError."""
+    try:
+        raw = json.loads((path / CARD_FILE).read_text())
+        raw["features"] = tuple(raw["features"])
+        card = ModelCard(**raw)
+        scorer = SCORERS[card.kind].load(path)
+    except (OSError, KeyError, TypeError, ValueError, xgb.core.XGBoostError) as e:
+        raise UnavailableError(f"{path} is not a readable model bundle: {e}") from e
+    if card.features != FEATURES:
+        raise UnavailableError(f"{path} was trained on other features than {len(FEATURES)} known")
+    return Bundle(scorer=scorer, card=card, path=path)

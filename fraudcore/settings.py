@@ -1,0 +1,94 @@
+"""The one typed settings object. Every environment variable the project reads is declared here."""
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Role = Literal["champion", "challenger"]
+
+
+class Settings(BaseSettings):
+    """Configuration from `FRAUD_*` environment variables (and MLflow's own `MLFLOW_TRACKING_URI`)."""
+
+    model_config = SettingsConfigDict(env_prefix="FRAUD_", extra="ignore", frozen=True)
+
+    home: Path = Path(".fraud")
+    """Local state directory: embedded MLflow store, model cache, generated data, reports."""
+
+    tracking_uri: str | None = Field(
+        default=None, validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "FRAUD_TRACKING_URI")
+    )
+    """MLflow tracking (and registry) URI; unset means an embedded SQLite store under `home`."""
+
+    registered_model: str = "fraud-detector"
+    """Name of the registered model in the MLflow registry."""
+
+    experiment: str = "fraud-detection"
+    """MLflow experiment that training, drift and retraining runs are logged to."""
+
+    model_uri: str = "models:/fraud-detector@champion"
+    """Model the predictor serves: `models:/<name>/<version>`, `models:/<name>@<alias>` or a path."""
+
+    model_role: Role = "champion"
+    """Role the predictor plays in the canary; reported in headers and metrics."""
+
+    max_batch_rows: int = Field(default=100_000, gt=0)
+    """Largest batch one inference request may carry; larger ones are refused with HTTP 413."""
+
+    api_token: SecretStr | None = None
+    """Optional shared token callers must send as `Authorization: Bearer <token>`."""
+
+    audit_dsn: str | None = None
+    """PostgreSQL DSN for the prediction audit log; unset disables auditing."""
+
+    audit_buffer_rows: int = Field(default=50_000, gt=0)
+    """Scored rows held in memory while the audit database is unreachable; older ones are dropped."""
+
+    pushgateway_url: str | None = None
+    """Prometheus Pushgateway that jobs push their metrics to; unset disables pushing."""
+
+    cost_missed_fraud: float = Field(default=100.0, gt=0)
+    """Cost of letting one fraudulent transaction through; used to choose the decision threshold."""
+
+    cost_false_alarm: float = Field(default=5.0, gt=0)
+    """Cost of blocking one legitimate transaction; used to choose the decision threshold."""
+
+    gate_min_roc_auc: float = Field(default=0.90, ge=0, le=1)
+    """Validation gate: lowest ROC-AUC on the holdout a version may have to get an alias."""
+
+    gate_min_pr_auc: float = Field(default=0.50, ge=0, le=1)
+    """Validation gate: lowest PR-AUC on the holdout a version may have to get an alias."""
+
+    gate_max_regression: float = Field(default=0.02, ge=0, le=1)
+    """Validation gate: largest drop in ROC-AUC or PR-AUC against the champion on the same holdout."""
+
+    seed: int = 42
+    """Seed for data generation, splits and model training."""
+
+    log_level: str = "INFO"
+    """Log level of services and jobs."""
+
+    @property
+    def resolved_tracking_uri(self) -> str:
+        """The tracking URI to use; the embedded store when none is configured."""
+        if self.tracking_uri:
+            return self.tracking_uri
+        return f"sqlite:///{(self.home / 'mlflow.db').resolve()}"
+
+    @property
+    def artifact_root(self) -> Path:
+        """Where the embedded store keeps artifacts."""
+        return (self.home / "artifacts").resolve()
+
+    @property
+    def model_cache_dir(self) -> Path:
+        """Downloaded model bundles, kept so a restart can serve without the registry."""
+        return (self.home / "models").resolve()
+
+
+def quiet_mlflow() -> None:
+    """MLflow reads some options only from the environment: no progress bars in logs and jobs."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")

@@ -1,0 +1,119 @@
+"""Load and check transaction data in the public credit-card fraud schema; split it reproducibly."""
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from fraudcore.errors import InvalidInputError
+from fraudcore.schema import COLUMNS, FEATURES, LABEL
+from training.synthetic import SCENARIOS, generate
+
+
+class DataValidationError(InvalidInputError):
+    """A data file does not match the schema; the message names the problem."""
+
+
+def load_csv(path: Path) -> pd.DataFrame:
+    """Read a CSV with the columns `Time, V1..V28, Amount, Class` and check it."""
+    try:
+        frame = pd.read_csv(path)
+    except FileNotFoundError as e:
+        raise DataValidationError(f"{path}: no such file") from e
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise DataValidationError(f"{path}: not a readable CSV file ({e})") from e
+    return validate(frame, source=str(path))
+
+
+def validate(frame: pd.DataFrame, source: str = "data", labelled: bool = True) -> pd.DataFrame:
+    """Return the frame in canonical column order, or raise naming the first problem found."""
+    expected = COLUMNS if labelled else FEATURES
+    missing = [c for c in expected if c not in frame.columns]
+    extra = [c for c in frame.columns if c not in expected]
+    if missing:
+        raise DataValidationError(f"{source}: missing column(s) {', '.join(missing)}")
+    if extra:
+        raise DataValidationError(f"{source}: unexpected column(s) {', '.join(map(str, extra))}")
+    if frame.empty:
+        raise DataValidationError(f"{source}: no rows")
+    non_numeric = [c for c in expected if not pd.api.types.is_numeric_dtype(frame[c])]
+    if non_numeric:
+        raise DataValidationError(f"{source}: non-numeric values in column(s) {', '.join(non_numeric)}")
+    values = frame[list(expected)].to_numpy(np.float64)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        raise DataValidationError(
+            f"{source}: {int(bad.sum())} missing or infinite value(s), first in column "
+            f"{expected[col]} at row {row + 1}"
+        )
+    if labelled:
+        labels = set(np.unique(frame[LABEL]).tolist())
+        if not labels <= {0, 1}:
+            wrong = sorted(labels - {0, 1})[:5]
+            raise DataValidationError(f"{source}: column Class must hold 0 or 1, found {wrong}")
+    return frame[list(expected)].reset_index(drop=True)
+
+
+def fingerprint(frame: pd.DataFrame) -> str:
+    """A short content hash, logged with every training run."""
+    digest = hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Split:
+    """Features as float32 matrices in canonical order, labels as int arrays."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_valid: np.ndarray
+    y_valid: np.ndarray
+    x_holdout: np.ndarray
+    y_holdout: np.ndarray
+
+
+def split(frame: pd.DataFrame, seed: int, holdout: float = 0.2, valid: float = 0.15) -> Split:
+    """Stratified train / validation (threshold choice) / holdout (gate) split."""
+    x = frame[list(FEATURES)].to_numpy(np.float32)
+    y = frame[LABEL].to_numpy(np.int64)
+    if y.sum() < 10:
+        raise DataValidationError(f"only {int(y.sum())} fraud rows: at least 10 are needed to train")
+    x_rest, x_hold, y_rest, y_hold = train_test_split(
+        x, y, test_size=holdout, stratify=y, random_state=seed
+    )
+    x_tr, x_va, y_tr, y_va = train_test_split(
+        x_rest, y_rest, test_size=valid / (1 - holdout), stratify=y_rest, random_state=seed
+    )
+    return Split(x_tr, y_tr, x_va, y_va, x_hold, y_hold)
+
+
+SYNTHETIC = "synthetic"
+
+
+def synthetic_source(rows: int, seed: int, scenario: str | None = None) -> str:
+    """The data-source string that `load_source` turns back into the same generated data."""
+    source = f"{SYNTHETIC}:rows={rows},seed={seed}"
+    return f"{source},scenario={scenario}" if scenario else source
+
+
+def load_source(source: str) -> pd.DataFrame:
+    """A CSV path, or `synthetic:rows=N,seed=S[,scenario=NAME]` for reproducible generated data."""
+    if not source.startswith(f"{SYNTHETIC}:"):
+        return load_csv(Path(source))
+    try:
+        options = dict(part.split("=", 1) for part in source.split(":", 1)[1].split(","))
+        rows, seed = int(options.pop("rows")), int(options.pop("seed"))
+        scenario = options.pop("scenario", None)
+        if options:
+            raise ValueError(f"unknown option(s) {', '.join(options)}")
+    except (KeyError, ValueError) as e:
+        raise DataValidationError(
+            f"data source {source!r} is not synthetic:rows=N,seed=S[,scenario=NAME] ({e})"
+        ) from e
+    if scenario is not None and scenario not in SCENARIOS:
+        raise DataValidationError(f"unknown scenario {scenario!r}; known: {', '.join(SCENARIOS)}")
+    return generate(rows=rows, seed=seed, scenario=scenario)

@@ -1,0 +1,76 @@
+"""The validation gate a version must pass before an alias points at it."""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from fraudcore.errors import FraudError
+from fraudcore.settings import Settings
+from training.evaluate import score_metrics
+
+
+class GateRejectedError(FraudError):
+    """A version failed the validation gate; it stays registered with the reasons recorded."""
+
+    status_code = 422
+
+
+@dataclass(frozen=True)
+class GatePolicy:
+    """Floors on the holdout and the largest regression against the champion allowed."""
+
+    min_roc_auc: float = 0.90
+    min_pr_auc: float = 0.50
+    max_regression: float = 0.02
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "GatePolicy":
+        return cls(settings.gate_min_roc_auc, settings.gate_min_pr_auc, settings.gate_max_regression)
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """The verdict with every reason it failed and the metrics it was based on."""
+
+    reasons: tuple[str, ...]
+    candidate: dict[str, float]
+    champion: dict[str, float] | None
+
+    @property
+    def passed(self) -> bool:
+        return not self.reasons
+
+    def summary(self) -> str:
+        return "passed" if self.passed else "; ".join(self.reasons)
+
+
+def check(
+    y_holdout: np.ndarray,
+    candidate_scores: np.ndarray,
+    candidate_threshold: float,
+    policy: GatePolicy,
+    champion_scores: np.ndarray | None = None,
+    champion_threshold: float = 0.5,
+) -> GateResult:
+    """Judge a candidate on a holdout, against the champion's scores on the very same rows."""
+    if not np.all(np.isfinite(candidate_scores)) or not np.all(
+        (candidate_scores >= 0) & (candidate_scores <= 1)
+    ):
+        return GateResult(("scores are not all finite probabilities in [0, 1]",), {}, None)
+    candidate = score_metrics(y_holdout, candidate_scores, candidate_threshold)
+    reasons = []
+    if candidate["roc_auc"] < policy.min_roc_auc:
+        reasons.append(f"ROC-AUC {candidate['roc_auc']:.4f} is below the floor {policy.min_roc_auc:.2f}")
+    if candidate["pr_auc"] < policy.min_pr_auc:
+        reasons.append(f"PR-AUC {candidate['pr_auc']:.4f} is below the floor {policy.min_pr_auc:.2f}")
+    champion = None
+    if champion_scores is not None:
+        champion = score_metrics(y_holdout, champion_scores, champion_threshold)
+        for key, label in (("roc_auc", "ROC-AUC"), ("pr_auc", "PR-AUC")):
+            drop = champion[key] - candidate[key]
+            if drop > policy.max_regression:
+                reasons.append(
+                    f"{label} {candidate[key]:.4f} is {drop:.4f} below the champion's "
+                    f"{champion[key]:.4f} (tolerance {policy.max_regression:.2f})"
+                )
+    return GateResult(tuple(reasons), candidate, champion)
