@@ -82,9 +82,7 @@ def split(frame: pd.DataFrame, seed: int, holdout: float = 0.2, valid: float = 0
     y = frame[LABEL].to_numpy(np.int64)
     if y.sum() < 10:
         raise DataValidationError(f"only {int(y.sum())} fraud rows: at least 10 are needed to train")
-    x_rest, x_hold, y_rest, y_hold = train_test_split(
-        x, y, test_size=holdout, stratify=y, random_state=seed
-    )
+    x_rest, x_hold, y_rest, y_hold = train_test_split(x, y, test_size=holdout, stratify=y, random_state=seed)
     x_tr, x_va, y_tr, y_va = train_test_split(
         x_rest, y_rest, test_size=valid / (1 - holdout), stratify=y_rest, random_state=seed
     )

@@ -80,6 +80,10 @@ def _judge(
 ) -> GateResult:
     champion_scores = champion.scorer.predict_proba(data.x_holdout) if champion else None
     return check(
-        data.y_holdout, scores, threshold, GatePolicy.from_settings(settings),
-        champion_scores, champion.card.threshold if champion else 0.5,
+        data.y_holdout,
+        scores,
+        threshold,
+        GatePolicy.from_settings(settings),
+        champion_scores,
+        champion.card.threshold if champion else 0.5,
     )

@@ -44,8 +44,10 @@ def log_and_register(
     experiment_id = ensure_experiment(client, settings)
     card = model.card
     example = pd.DataFrame(model.reference[:3], columns=list(FEATURES))
-    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run, \
-            tempfile.TemporaryDirectory() as tmp:
+    with (
+        mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
         mlflow.log_params({**card.params, "data_source": card.data_source})
         mlflow.log_metrics({f"holdout_{k}": v for k, v in card.metrics.items()})
         mlflow.log_metric("threshold", card.threshold)
@@ -59,15 +61,24 @@ def log_and_register(
             code_paths=[str(Path(fraudcore.__file__).parent)],
             signature=infer_signature(example, model.scorer.predict_proba(example.to_numpy())),
             input_example=example,
-            pip_requirements=[f"xgboost=={_version('xgboost')}", "numpy<2", "pandas<3",
-                              f"mlflow-skinny=={mlflow.__version__}"],
+            pip_requirements=[
+                f"xgboost=={_version('xgboost')}",
+                "numpy<2",
+                "pandas<3",
+                f"mlflow-skinny=={mlflow.__version__}",
+            ],
             metadata={"threshold": card.threshold, "kind": card.kind},
         )
-    version = mlflow.register_model(info.model_uri, settings.registered_model,
-                                    tags={"run_id": run.info.run_id})
-    tags = {"kind": card.kind, "threshold": f"{card.threshold:.6g}",
-            "roc_auc": f"{card.metrics['roc_auc']:.4f}", "pr_auc": f"{card.metrics['pr_auc']:.4f}",
-            "data_fingerprint": card.data_fingerprint}
+    version = mlflow.register_model(
+        info.model_uri, settings.registered_model, tags={"run_id": run.info.run_id}
+    )
+    tags = {
+        "kind": card.kind,
+        "threshold": f"{card.threshold:.6g}",
+        "roc_auc": f"{card.metrics['roc_auc']:.4f}",
+        "pr_auc": f"{card.metrics['pr_auc']:.4f}",
+        "data_fingerprint": card.data_fingerprint,
+    }
     for key, value in tags.items():
         client.set_model_version_tag(settings.registered_model, version.version, key, value)
     logger.info("registered %s version %s", settings.registered_model, version.version)

@@ -24,8 +24,16 @@ TWO_DAYS = 172_800.0
 
 _SCALES = np.linspace(1.9, 0.3, 28)
 _DIRECTION = np.zeros(28)
-for _name, _weight in {"V14": -1.0, "V12": -0.8, "V10": -0.7, "V17": -0.9, "V4": 0.7,
-                       "V11": 0.6, "V3": -0.5, "V16": -0.4}.items():
+for _name, _weight in {
+    "V14": -1.0,
+    "V12": -0.8,
+    "V10": -0.7,
+    "V17": -0.9,
+    "V4": 0.7,
+    "V11": 0.6,
+    "V3": -0.5,
+    "V16": -0.4,
+}.items():
     _DIRECTION[int(_name[1:]) - 1] = _weight
 _DIRECTION /= np.linalg.norm(_DIRECTION)
 

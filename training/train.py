@@ -36,8 +36,13 @@ class TrainConfig:
     def params(self) -> dict[str, str | int | float]:
         if self.kind == "logistic":
             return {"kind": self.kind, "class_weight": "balanced", "seed": self.seed}
-        return {"kind": self.kind, "rounds": self.rounds, "max_depth": self.max_depth,
-                "learning_rate": self.learning_rate, "seed": self.seed}
+        return {
+            "kind": self.kind,
+            "rounds": self.rounds,
+            "max_depth": self.max_depth,
+            "learning_rate": self.learning_rate,
+            "seed": self.seed,
+        }
 
 
 @dataclass
@@ -88,8 +93,12 @@ def fit_xgboost(data: Split, config: TrainConfig) -> XGBoostScorer:
     valid = xgb.DMatrix(data.x_valid, label=data.y_valid)
     early_stopping = max(20, config.rounds // 8) if config.rounds >= 40 else None
     booster = xgb.train(
-        params, train, num_boost_round=config.rounds, evals=[(valid, "valid")],
-        early_stopping_rounds=early_stopping, verbose_eval=False,
+        params,
+        train,
+        num_boost_round=config.rounds,
+        evals=[(valid, "valid")],
+        early_stopping_rounds=early_stopping,
+        verbose_eval=False,
         callbacks=[_Progress(config.rounds)],
     )
     if early_stopping and booster.best_iteration + 1 < booster.num_boosted_rounds():
@@ -105,15 +114,21 @@ def train(data: Split, config: TrainConfig, data_fingerprint: str, data_source: 
     logger.info("training %s on %d rows (%d fraud)", config.kind, len(data.y_train), data.y_train.sum())
     scorer = FITTERS[config.kind](data, config)
     threshold = choose_threshold(
-        data.y_valid, scorer.predict_proba(data.x_valid),
-        config.cost_missed_fraud, config.cost_false_alarm,
+        data.y_valid,
+        scorer.predict_proba(data.x_valid),
+        config.cost_missed_fraud,
+        config.cost_false_alarm,
     )
     holdout_scores = scorer.predict_proba(data.x_holdout)
     metrics = score_metrics(data.y_holdout, holdout_scores, threshold)
     logger.info(
         "  %s holdout ROC-AUC %.4f  PR-AUC %.4f  threshold %.4f  precision %.3f  recall %.3f",
-        config.kind, metrics["roc_auc"], metrics["pr_auc"], threshold,
-        metrics["precision"], metrics["recall"],
+        config.kind,
+        metrics["roc_auc"],
+        metrics["pr_auc"],
+        threshold,
+        metrics["precision"],
+        metrics["recall"],
     )
     rng = np.random.default_rng(config.seed)
     take = rng.choice(len(data.x_train), size=min(REFERENCE_ROWS, len(data.x_train)), replace=False)
@@ -124,7 +139,10 @@ def train(data: Split, config: TrainConfig, data_fingerprint: str, data_source: 
         data_fingerprint=data_fingerprint,
         data_source=data_source,
         trained_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        params={**config.params(), "cost_missed_fraud": config.cost_missed_fraud,
-                "cost_false_alarm": config.cost_false_alarm},
+        params={
+            **config.params(),
+            "cost_missed_fraud": config.cost_missed_fraud,
+            "cost_false_alarm": config.cost_false_alarm,
+        },
     )
     return TrainedModel(scorer, card, data.x_train[np.sort(take)], holdout_scores)

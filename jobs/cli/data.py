@@ -16,9 +16,7 @@ def generate_command(
     out: Path = typer.Option(Path(".fraud/data/transactions.csv"), "--out", "-o", help="CSV to write."),
     rows: int = typer.Option(KAGGLE_ROWS, min=100, help="Number of transactions."),
     seed: int = typer.Option(42, help="Random seed; the same seed gives the same data."),
-    scenario: str | None = typer.Option(
-        None, help=f"Drift scenario to apply: {', '.join(SCENARIOS)}."
-    ),
+    scenario: str | None = typer.Option(None, help=f"Drift scenario to apply: {', '.join(SCENARIOS)}."),
 ) -> None:
     """Write seeded synthetic transactions (Time, V1..V28, Amount, Class) to a CSV file."""
     if scenario is not None and scenario not in SCENARIOS:

@@ -3,8 +3,8 @@
 import typer
 from rich.table import Table
 
-from jobs.cli.common import console, settings
 from fraudcore.modelstore import connect
+from jobs.cli.common import console, settings
 from training.pipeline import promote
 from training.registry import list_versions
 
@@ -21,8 +21,16 @@ def list_command(ctx: typer.Context) -> None:
         table.add_column(column)
     for row in rows:
         gate = row.status if row.status != "rejected" else f"[red]rejected[/]: {row.reason}"
-        table.add_row(row.version, ", ".join(f"@{a}" for a in row.aliases), row.kind, row.roc_auc,
-                      row.pr_auc, row.threshold, gate, f"{row.created:%Y-%m-%d %H:%M}")
+        table.add_row(
+            row.version,
+            ", ".join(f"@{a}" for a in row.aliases),
+            row.kind,
+            row.roc_auc,
+            row.pr_auc,
+            row.threshold,
+            gate,
+            f"{row.created:%Y-%m-%d %H:%M}",
+        )
     console.print(table)
 
 

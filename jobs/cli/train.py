@@ -32,9 +32,13 @@ def train(
     """
     config_settings = settings(ctx)
     config = TrainConfig(
-        kind=model, rounds=rounds, max_depth=max_depth, learning_rate=learning_rate,
+        kind=model,
+        rounds=rounds,
+        max_depth=max_depth,
+        learning_rate=learning_rate,
         cost_missed_fraud=config_settings.cost_missed_fraud,
-        cost_false_alarm=config_settings.cost_false_alarm, seed=config_settings.seed,
+        cost_false_alarm=config_settings.cost_false_alarm,
+        seed=config_settings.seed,
     )
     source = str(data) if data else synthetic_source(rows, config_settings.seed)
     outcome = train_and_register(config_settings, config, source)
