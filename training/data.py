@@ -10,7 +10,7 @@ from sklearn.model_selection import train_test_split
 
 from fraudcore.errors import InvalidInputError
 from fraudcore.schema import COLUMNS, FEATURES, LABEL
-from training.synthetic import SCENARIOS, generate
+from training.synthetic import FRAUD_RATE, SCENARIOS, generate
 
 
 class DataValidationError(InvalidInputError):
@@ -92,26 +92,31 @@ def split(frame: pd.DataFrame, seed: int, holdout: float = 0.2, valid: float = 0
 SYNTHETIC = "synthetic"
 
 
-def synthetic_source(rows: int, seed: int, scenario: str | None = None) -> str:
+def synthetic_source(
+    rows: int, seed: int, scenario: str | None = None, fraud_rate: float | None = None
+) -> str:
     """The data-source string that `load_source` turns back into the same generated data."""
     source = f"{SYNTHETIC}:rows={rows},seed={seed}"
+    if fraud_rate is not None:
+        source += f",fraud_rate={fraud_rate}"
     return f"{source},scenario={scenario}" if scenario else source
 
 
 def load_source(source: str) -> pd.DataFrame:
-    """A CSV path, or `synthetic:rows=N,seed=S[,scenario=NAME]` for reproducible generated data."""
+    """A CSV path, or `synthetic:rows=N,seed=S[,fraud_rate=R][,scenario=NAME]` (generated data)."""
     if not source.startswith(f"{SYNTHETIC}:"):
         return load_csv(Path(source))
     try:
         options = dict(part.split("=", 1) for part in source.split(":", 1)[1].split(","))
         rows, seed = int(options.pop("rows")), int(options.pop("seed"))
         scenario = options.pop("scenario", None)
+        fraud_rate = float(options.pop("fraud_rate", FRAUD_RATE))
         if options:
             raise ValueError(f"unknown option(s) {', '.join(options)}")
     except (KeyError, ValueError) as e:
         raise DataValidationError(
-            f"data source {source!r} is not synthetic:rows=N,seed=S[,scenario=NAME] ({e})"
+            f"data source {source!r} is not synthetic:rows=N,seed=S[,fraud_rate=R][,scenario=NAME] ({e})"
         ) from e
     if scenario is not None and scenario not in SCENARIOS:
         raise DataValidationError(f"unknown scenario {scenario!r}; known: {', '.join(SCENARIOS)}")
-    return generate(rows=rows, seed=seed, scenario=scenario)
+    return generate(rows=rows, seed=seed, fraud_rate=fraud_rate, scenario=scenario)

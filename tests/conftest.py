@@ -1,0 +1,64 @@
+"""Shared fixtures: throwaway MLflow stores with freshly trained models (no binaries committed)."""
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from fraudcore.settings import Settings
+from training.data import synthetic_source
+from training.pipeline import Outcome, train_and_register
+from training.synthetic import generate
+from training.train import TrainConfig
+
+TEST_ROWS = 60_000
+TEST_SEED = 7
+TEST_FRAUD_RATE = 0.01
+
+
+def make_settings(home: Path, **overrides: object) -> Settings:
+    """Settings for an embedded store under `home`, ignoring the caller's environment."""
+    return Settings(_env_file=None, home=home, tracking_uri=None, **overrides)  # type: ignore[call-arg]
+
+
+@dataclass
+class TrainedStore:
+    """An embedded MLflow store holding a champion (logistic) and a challenger (XGBoost)."""
+
+    settings: Settings
+    champion: Outcome
+    challenger: Outcome
+    frame: pd.DataFrame
+
+
+@pytest.fixture(scope="session")
+def synthetic_frame() -> pd.DataFrame:
+    return generate(rows=TEST_ROWS, seed=TEST_SEED, fraud_rate=TEST_FRAUD_RATE)
+
+
+@pytest.fixture(scope="session")
+def trained_store(tmp_path_factory: pytest.TempPathFactory, synthetic_frame: pd.DataFrame) -> TrainedStore:
+    """Train once per session; tests that change aliases must use their own store."""
+    settings = make_settings(tmp_path_factory.mktemp("store") / ".fraud")
+    source = synthetic_source(TEST_ROWS, TEST_SEED, fraud_rate=TEST_FRAUD_RATE)
+    champion = train_and_register(
+        settings, TrainConfig(kind="logistic", seed=TEST_SEED), source, synthetic_frame
+    )
+    challenger = train_and_register(
+        settings, TrainConfig(kind="xgboost", rounds=150, seed=TEST_SEED), source, synthetic_frame
+    )
+    return TrainedStore(settings, champion, challenger, synthetic_frame)
+
+
+@pytest.fixture
+def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
+    """Run in an empty working directory with no FRAUD_* or MLflow variables from the caller."""
+    import os
+
+    for key in list(os.environ):
+        if key.startswith(("FRAUD_", "MLFLOW_")):
+            monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)
+    yield tmp_path
