@@ -7,7 +7,7 @@ import typer
 from fraudcore.errors import FraudError
 from fraudcore.logging import configure_logging
 from fraudcore.settings import Settings
-from jobs.cli import data, models, train
+from jobs.cli import canary, data, models, train
 from jobs.cli.common import ExitCode
 from training.gate import GateRejectedError
 
@@ -33,6 +33,7 @@ def _root(
 
 app.add_typer(data.app, name="data")
 app.add_typer(models.app, name="models")
+app.add_typer(canary.app, name="canary")
 app.command(name="train")(train.train)
 
 

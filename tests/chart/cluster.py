@@ -36,13 +36,54 @@ def _openssl(*args: str, cwd: Path) -> None:
 
 def make_certificates(d: Path) -> None:
     """A CA, an apiserver serving certificate for 127.0.0.1, and a service-account key pair."""
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=fraud-test-ca",
-             "-keyout", "ca.key", "-out", "ca.crt", cwd=d)
-    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=kube-apiserver",
-             "-keyout", "server.key", "-out", "server.csr", cwd=d)
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=fraud-test-ca",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        cwd=d,
+    )
+    _openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=kube-apiserver",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        cwd=d,
+    )
     (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-             "-days", "2", "-extfile", "san.ext", "-out", "server.crt", cwd=d)
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+        "-out",
+        "server.crt",
+        cwd=d,
+    )
     _openssl("genrsa", "-out", "sa.key", "2048", cwd=d)
     _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=d)
 
@@ -78,7 +119,9 @@ def _kubeconfig(url: str, ca_file: Path, token: str, namespace: str) -> dict:
         "kind": "Config",
         "clusters": [{"name": "test", "cluster": {"server": url, "certificate-authority": str(ca_file)}}],
         "users": [{"name": "test", "user": {"token": token}}],
-        "contexts": [{"name": "test", "context": {"cluster": "test", "user": "test", "namespace": namespace}}],
+        "contexts": [
+            {"name": "test", "context": {"cluster": "test", "user": "test", "namespace": namespace}}
+        ],
         "current-context": "test",
     }
 
@@ -99,7 +142,9 @@ def _wait_ready(url: str, token: str, ca_file: Path, procs: list[subprocess.Pope
         except (urllib.error.URLError, ConnectionError, TimeoutError) as e:
             last = str(e)
         time.sleep(0.5)
-    raise RuntimeError(f"kube-apiserver not ready after {API_SERVER_START_TIMEOUT:.0f}s ({last}); logs in {logs}")
+    raise RuntimeError(
+        f"kube-apiserver not ready after {API_SERVER_START_TIMEOUT:.0f}s ({last}); logs in {logs}"
+    )
 
 
 def start(bin_dir: Path, workdir: Path) -> ControlPlane:
@@ -116,35 +161,85 @@ def start(bin_dir: Path, workdir: Path) -> ControlPlane:
     procs: list[subprocess.Popen] = []
     env = {k: v for k, v in os.environ.items() if not k.startswith("ETCD_")}
     with (workdir / "etcd.log").open("wb") as etcd_log:
-        procs.append(subprocess.Popen(
-            [str(bin_dir / "etcd"), "--data-dir", str(workdir / "etcd"), "--name", "test",
-             "--listen-client-urls", etcd_url, "--advertise-client-urls", etcd_url,
-             "--listen-peer-urls", f"http://127.0.0.1:{peer_port}",
-             "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer_port}",
-             "--initial-cluster", f"test=http://127.0.0.1:{peer_port}",
-             "--unsafe-no-fsync", "--log-level", "warn"],
-            stdout=etcd_log, stderr=subprocess.STDOUT, env=env))
+        procs.append(
+            subprocess.Popen(
+                [
+                    str(bin_dir / "etcd"),
+                    "--data-dir",
+                    str(workdir / "etcd"),
+                    "--name",
+                    "test",
+                    "--listen-client-urls",
+                    etcd_url,
+                    "--advertise-client-urls",
+                    etcd_url,
+                    "--listen-peer-urls",
+                    f"http://127.0.0.1:{peer_port}",
+                    "--initial-advertise-peer-urls",
+                    f"http://127.0.0.1:{peer_port}",
+                    "--initial-cluster",
+                    f"test=http://127.0.0.1:{peer_port}",
+                    "--unsafe-no-fsync",
+                    "--log-level",
+                    "warn",
+                ],
+                stdout=etcd_log,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+        )
     with (workdir / "kube-apiserver.log").open("wb") as api_log:
-        procs.append(subprocess.Popen(
-            [str(bin_dir / "kube-apiserver"),
-             "--etcd-servers", etcd_url,
-             "--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1",
-             "--secure-port", str(api_port),
-             "--tls-cert-file", str(certs / "server.crt"), "--tls-private-key-file", str(certs / "server.key"),
-             "--client-ca-file", str(certs / "ca.crt"),
-             "--token-auth-file", str(workdir / "tokens.csv"),
-             "--authorization-mode", "RBAC",
-             "--service-account-issuer", "https://kubernetes.default.svc",
-             "--service-account-key-file", str(certs / "sa.pub"),
-             "--service-account-signing-key-file", str(certs / "sa.key"),
-             "--service-cluster-ip-range", "10.96.0.0/16",
-             "--enable-admission-plugins", "PodSecurity,NamespaceLifecycle,ServiceAccount",
-             "--cert-dir", str(workdir / "apiserver-certs"),
-             "--v", "1"],
-            stdout=api_log, stderr=subprocess.STDOUT, env=env))
+        procs.append(
+            subprocess.Popen(
+                [
+                    str(bin_dir / "kube-apiserver"),
+                    "--etcd-servers",
+                    etcd_url,
+                    "--bind-address",
+                    "127.0.0.1",
+                    "--advertise-address",
+                    "127.0.0.1",
+                    "--secure-port",
+                    str(api_port),
+                    "--tls-cert-file",
+                    str(certs / "server.crt"),
+                    "--tls-private-key-file",
+                    str(certs / "server.key"),
+                    "--client-ca-file",
+                    str(certs / "ca.crt"),
+                    "--token-auth-file",
+                    str(workdir / "tokens.csv"),
+                    "--authorization-mode",
+                    "RBAC",
+                    "--service-account-issuer",
+                    "https://kubernetes.default.svc",
+                    "--service-account-key-file",
+                    str(certs / "sa.pub"),
+                    "--service-account-signing-key-file",
+                    str(certs / "sa.key"),
+                    "--service-cluster-ip-range",
+                    "10.96.0.0/16",
+                    "--enable-admission-plugins",
+                    "PodSecurity,NamespaceLifecycle,ServiceAccount",
+                    "--cert-dir",
+                    str(workdir / "apiserver-certs"),
+                    "--v",
+                    "1",
+                ],
+                stdout=api_log,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+        )
     url = f"https://127.0.0.1:{api_port}"
-    plane = ControlPlane(url=url, kubeconfig=workdir / "kubeconfig", ca_file=certs / "ca.crt",
-                         admin_token=token, workdir=workdir, processes=procs)
+    plane = ControlPlane(
+        url=url,
+        kubeconfig=workdir / "kubeconfig",
+        ca_file=certs / "ca.crt",
+        admin_token=token,
+        workdir=workdir,
+        processes=procs,
+    )
     try:
         _wait_ready(url, token, certs / "ca.crt", procs, workdir)
     except Exception:
@@ -154,16 +249,22 @@ def start(bin_dir: Path, workdir: Path) -> ControlPlane:
     return plane
 
 
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that reads a bare `=` as the string it is (YAML 1.1 calls it a `value` tag)."""
+
+
+_Loader.add_constructor("tag:yaml.org,2002:value", lambda loader, node: loader.construct_scalar(node))
+
+
 def load_yaml_dir(path: Path) -> list[dict]:
     docs: list[dict] = []
     for f in sorted(path.glob("*.yaml")):
-        docs.extend(d for d in yaml.safe_load_all(f.read_text()) if d)
+        docs.extend(d for d in yaml.load_all(f.read_text(), Loader=_Loader) if d)
     return docs
 
 
 def dumps(obj: object) -> str:
     return json.dumps(obj, indent=2, sort_keys=True)
-
 
 
 class Kube:
@@ -179,16 +280,26 @@ class Kube:
     def resource(self, api_version: str, kind: str):
         return self.dyn.resources.get(api_version=api_version, kind=kind)
 
-    def apply(self, obj: dict, namespace: str | None = None, dry_run: bool = False,
-              field_manager: str = "fraud-tests") -> dict:
+    def apply(
+        self,
+        obj: dict,
+        namespace: str | None = None,
+        dry_run: bool = False,
+        field_manager: str = "fraud-tests",
+    ) -> dict:
         """Server-side apply with strict field validation (unknown or duplicate fields fail)."""
         res = self.resource(obj["apiVersion"], obj["kind"])
         params = [("fieldValidation", "Strict")]
         if dry_run:
             params.append(("dryRun", "All"))
         out = self.dyn.server_side_apply(
-            res, body=obj, namespace=namespace if res.namespaced else None,
-            field_manager=field_manager, force_conflicts=True, query_params=params)
+            res,
+            body=obj,
+            namespace=namespace if res.namespaced else None,
+            field_manager=field_manager,
+            force_conflicts=True,
+            query_params=params,
+        )
         return out.to_dict()
 
     def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict:
@@ -215,15 +326,20 @@ class Kube:
 
     def create_restricted_namespace(self, name: str) -> None:
         labels = {f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "warn", "audit")}
-        labels |= {f"pod-security.kubernetes.io/{mode}-version": "latest" for mode in ("enforce", "warn", "audit")}
+        labels |= {
+            f"pod-security.kubernetes.io/{mode}-version": "latest" for mode in ("enforce", "warn", "audit")
+        }
         self.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}})
         # The controller-manager would create this ServiceAccount; there is none here.
-        self.create({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}},
-                    namespace=name)
+        self.create(
+            {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}}, namespace=name
+        )
 
     def service_account_token(self, namespace: str, name: str) -> str:
         from kubernetes import client
 
-        req = client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=3600))
+        req = client.AuthenticationV1TokenRequest(
+            spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=3600)
+        )
         resp = client.CoreV1Api(self.api).create_namespaced_service_account_token(name, namespace, req)
         return resp.status.token

@@ -50,9 +50,12 @@ def helm(helm_bin: Path) -> Callable[..., subprocess.CompletedProcess]:
     """Run helm; raises with helm's stderr on failure unless check=False."""
 
     def run(*args: str, check: bool = True, kubeconfig: Path | None = None) -> subprocess.CompletedProcess:
-        env = {**os.environ, "HELM_CACHE_HOME": str(CACHE / "helm" / "cache"),
-               "HELM_CONFIG_HOME": str(CACHE / "helm" / "config"),
-               "HELM_DATA_HOME": str(CACHE / "helm" / "data")}
+        env = {
+            **os.environ,
+            "HELM_CACHE_HOME": str(CACHE / "helm" / "cache"),
+            "HELM_CONFIG_HOME": str(CACHE / "helm" / "config"),
+            "HELM_DATA_HOME": str(CACHE / "helm" / "data"),
+        }
         if kubeconfig:
             env["KUBECONFIG"] = str(kubeconfig)
         proc = subprocess.run([str(helm_bin), *args], capture_output=True, text=True, env=env, timeout=300)
@@ -68,8 +71,9 @@ def render(helm: Callable[..., subprocess.CompletedProcess]) -> Callable[..., li
     """Render the chart offline (no cluster lookups) and return the objects."""
 
     def run(*args: str, namespace: str = "fraud", release: str = "fraud") -> list[dict]:
-        out = helm("template", release, str(CHART), "--namespace", namespace,
-                   "--kube-version", KUBE_VERSION, *args).stdout
+        out = helm(
+            "template", release, str(CHART), "--namespace", namespace, "--kube-version", KUBE_VERSION, *args
+        ).stdout
         return [d for d in yaml.safe_load_all(out) if d]
 
     return run
@@ -91,7 +95,9 @@ def openapi_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def control_plane(tmp_path_factory: pytest.TempPathFactory, crd_docs: list[dict]) -> Iterator[cluster.ControlPlane]:
+def control_plane(
+    tmp_path_factory: pytest.TempPathFactory, crd_docs: list[dict]
+) -> Iterator[cluster.ControlPlane]:
     """etcd + kube-apiserver with the KServe, Gateway API and prometheus-operator CRDs installed."""
     bins = {name: CACHE / "bin" / name for name in ("etcd", "kube-apiserver")}
     _require(bins)

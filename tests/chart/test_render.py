@@ -1,0 +1,339 @@
+"""Tier 2, offline: helm lint, helm template for every ci/*-values.yaml, schema validation."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.chart.conftest import CHART, CI_VALUES, REPO
+from tests.chart.podspecs import long_running, pod_templates
+from tests.chart.schemas import SchemaIndex
+
+pytestmark = pytest.mark.chart
+
+Render = Callable[..., list[dict]]
+SCENARIOS = pytest.mark.parametrize("values", CI_VALUES, ids=lambda p: p.stem)
+
+
+@pytest.fixture(scope="session")
+def schema_index(openapi_dir: Path, crd_docs: list[dict]) -> SchemaIndex:
+    return SchemaIndex(openapi_dir, crd_docs)
+
+
+@pytest.fixture(scope="session")
+def rendered(render: Render) -> dict[str, list[dict]]:
+    return {p.stem: render("-f", str(p)) for p in CI_VALUES}
+
+
+def test_there_are_scenarios() -> None:
+    assert {"default-values", "knative-values", "monitoring-values"} <= {p.stem for p in CI_VALUES}
+
+
+@SCENARIOS
+def test_helm_lint(helm: Callable[..., subprocess.CompletedProcess], values: Path) -> None:
+    out = helm("lint", "--strict", str(CHART), "-f", str(values), "--kube-version", "v1.32.13")
+    assert "1 chart(s) linted, 0 chart(s) failed" in out.stdout
+
+
+@SCENARIOS
+def test_every_object_matches_its_schema(
+    rendered: dict[str, list[dict]], schema_index: SchemaIndex, values: Path
+) -> None:
+    errors = [e for obj in rendered[values.stem] for e in schema_index.errors(obj)]
+    assert not errors, "\n".join(errors)
+
+
+def test_schema_validation_catches_mistakes(schema_index: SchemaIndex, rendered: dict) -> None:
+    """The validator is strict: a misspelt field or a wrong type is reported."""
+    isvc = next(o for o in rendered["default-values"] if o["kind"] == "InferenceService")
+    bad = json.loads(json.dumps(isvc))
+    bad["spec"]["predictor"]["minReplica"] = 1
+    bad["spec"]["predictor"]["containers"][0]["ports"][0]["containerPort"] = "8080"
+    errors = schema_index.errors(bad)
+    assert any("minReplica" in e for e in errors), errors
+    assert any("containerPort" in e for e in errors), errors
+    deploy = next(o for o in rendered["default-values"] if o["kind"] == "Deployment")
+    bad = json.loads(json.dumps(deploy))
+    bad["spec"]["template"]["spec"]["containers"][0]["securityContext"]["runAsNonroot"] = True
+    assert any("runAsNonroot" in e for e in schema_index.errors(bad))
+
+
+@SCENARIOS
+def test_pods_are_restricted_and_bounded(rendered: dict[str, list[dict]], values: Path) -> None:
+    for obj in rendered[values.stem]:
+        for where, _, pod in pod_templates(obj):
+            psc = pod.get("securityContext", {})
+            assert psc.get("runAsNonRoot") is True, where
+            assert psc.get("seccompProfile", {}).get("type") == "RuntimeDefault", where
+            assert pod.get("automountServiceAccountToken") is False, where
+            for c in pod["containers"]:
+                sc = c.get("securityContext", {})
+                assert sc.get("allowPrivilegeEscalation") is False, (where, c["name"])
+                assert sc.get("capabilities", {}).get("drop") == ["ALL"], (where, c["name"])
+                assert sc.get("readOnlyRootFilesystem") is True, (where, c["name"])
+                assert {"requests", "limits"} <= set(c.get("resources", {})), (where, c["name"])
+                if long_running(obj):
+                    assert "readinessProbe" in c, (where, c["name"])
+                    assert "livenessProbe" in c, (where, c["name"])
+
+
+@SCENARIOS
+def test_labels_and_selectors(rendered: dict[str, list[dict]], values: Path) -> None:
+    for obj in rendered[values.stem]:
+        labels = obj["metadata"].get("labels", {})
+        for key in ("app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/managed-by"):
+            assert key in labels, (obj["kind"], obj["metadata"]["name"], key)
+        selector = obj.get("spec", {}).get("selector", {})
+        selector = selector.get("matchLabels", selector) if isinstance(selector, dict) else {}
+        assert "helm.sh/chart" not in selector, obj["metadata"]["name"]
+        if obj["kind"] != "Pod":  # templates' labels must stay stable across chart versions
+            for _, pod_labels, _ in pod_templates(obj):
+                assert "helm.sh/chart" not in pod_labels
+
+
+def test_default_install_shape(rendered: dict[str, list[dict]]) -> None:
+    objs = rendered["default-values"]
+    kinds = sorted({o["kind"] for o in objs})
+    assert {
+        "InferenceService",
+        "HTTPRoute",
+        "CronJob",
+        "NetworkPolicy",
+        "Role",
+        "RoleBinding",
+        "StatefulSet",
+        "Deployment",
+        "Secret",
+    } <= set(kinds)
+    assert not {"PrometheusRule", "PodMonitor", "ServiceMonitor"} & set(kinds), "monitoring is opt-in"
+    isvcs = {o["metadata"]["name"]: o for o in objs if o["kind"] == "InferenceService"}
+    assert set(isvcs) == {"fraud-fraud-detection-champion", "fraud-fraud-detection-challenger"}
+    for name, isvc in isvcs.items():
+        assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Standard"
+        container = isvc["spec"]["predictor"]["containers"][0]
+        env = {e["name"]: e for e in container["env"]}
+        assert container["env"][0]["name"] == "FRAUD_MODEL_URI", "kubectl patch docs rely on env/0"
+        assert re.fullmatch(r"models:/fraud-detector/\d+", env["FRAUD_MODEL_URI"]["value"])
+        assert env["FRAUD_MODEL_ROLE"]["value"] == name.rsplit("-", 1)[1]
+        assert env["MLFLOW_TRACKING_URI"]["value"] == "http://fraud-fraud-detection-mlflow.fraud.svc:5000"
+        assert "FRAUD_API_TOKEN" not in env
+        assert container["command"] == ["python", "-m", "model_server"]
+        assert container["args"] == ["--model_name", "fraud-detector", "--http_port", "8080"]
+        assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+        assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+        strategy = isvc["spec"]["predictor"]["deploymentStrategy"]
+        assert strategy["rollingUpdate"]["maxUnavailable"] == 0
+    route = next(o for o in objs if o["kind"] == "HTTPRoute")
+    refs = route["spec"]["rules"][0]["backendRefs"]
+    assert [(r["name"], r["weight"], r["port"]) for r in refs] == [
+        ("fraud-fraud-detection-champion-predictor", 100, 80),
+        ("fraud-fraud-detection-challenger-predictor", 0, 80),
+    ]
+
+
+def test_canary_values_split_traffic(rendered: dict[str, list[dict]]) -> None:
+    objs = rendered["canary-values"]
+    route = next(o for o in objs if o["kind"] == "HTTPRoute")
+    assert [r["weight"] for r in route["spec"]["rules"][0]["backendRefs"]] == [90, 10]
+    uris = {
+        o["metadata"]["name"]: o["spec"]["predictor"]["containers"][0]["env"][0]["value"]
+        for o in objs
+        if o["kind"] == "InferenceService"
+    }
+    assert uris == {
+        "fraud-fraud-detection-champion": "models:/fraud-detector/3",
+        "fraud-fraud-detection-challenger": "models:/fraud-detector/4",
+    }
+    token = next(o for o in objs if o["kind"] == "Secret" and o["metadata"]["name"].endswith("api-token"))
+    assert len(token["stringData"]["token"]) == 40
+
+
+def test_knative_mode_is_one_inferenceservice(rendered: dict[str, list[dict]]) -> None:
+    objs = rendered["knative-values"]
+    isvcs = [o for o in objs if o["kind"] == "InferenceService"]
+    assert len(isvcs) == 1
+    assert not [o for o in objs if o["kind"] == "HTTPRoute"]
+    isvc = isvcs[0]
+    assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Knative"
+    assert isvc["spec"]["predictor"]["canaryTrafficPercent"] == 20
+    env = {e["name"]: e.get("value") for e in isvc["spec"]["predictor"]["containers"][0]["env"]}
+    assert env["FRAUD_MODEL_URI"] == "models:/fraud-detector/4"  # the canary revision
+    assert isvc["metadata"]["annotations"]["fraud-detection.io/champion-version"] == "3"
+
+
+def test_canary_role_is_least_privilege(rendered: dict[str, list[dict]]) -> None:
+    role = next(o for o in rendered["default-values"] if o["kind"] == "Role")
+    for rule in role["rules"]:
+        assert set(rule["verbs"]) <= {"get", "patch"}, rule
+        assert rule["resourceNames"], rule
+    assert {r["resources"][0] for r in role["rules"]} == {"inferenceservices", "httproutes"}
+
+
+def test_monitoring_objects(rendered: dict[str, list[dict]]) -> None:
+    objs = {o["kind"]: o for o in rendered["monitoring-values"]}
+    rule = objs["PrometheusRule"]
+    alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r}
+    assert {
+        "FraudPredictorHighErrorRate",
+        "FraudPredictorLatencyRegression",
+        "FraudRateShift",
+        "FraudDriftDetected",
+        "FraudCanaryErrorsWorse",
+        "FraudCanaryLatencyWorse",
+    } <= set(alerts)
+    for name, alert in alerts.items():
+        assert alert["annotations"]["runbook"].startswith("1. "), name
+        assert alert["annotations"]["runbook_url"].endswith("#" + name.lower()), name
+        assert alert["labels"]["severity"] in {"warning", "critical"}
+    assert 'fraud_drift_detected{job="fraud-drift"}' in alerts["FraudDriftDetected"]["expr"]
+    (dashboard,) = [o for o in rendered["monitoring-values"] if o["metadata"]["name"].endswith("-dashboard")]
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(dashboard["data"]["fraud-detection.json"])["uid"] == "fraud-detection"
+    endpoint = objs["PodMonitor"]["spec"]["podMetricsEndpoints"][0]
+    assert endpoint["port"] == "http1"
+    assert endpoint["path"] == "/metrics"
+
+
+KNOWN_METRICS = {
+    "fraud_predictions_total",
+    "fraud_score_bucket",
+    "fraud_batch_size_bucket",
+    "fraud_rejected_requests_total",
+    "fraud_model_info",
+    "request_predict_seconds_count",
+    "request_predict_seconds_bucket",
+    "fraud_drift_detected",
+    "fraud_drift_share_of_drifted_features",
+    "fraud_drift_p_value",
+    "fraud_drift_last_run_timestamp_seconds",
+}
+PROMQL_WORDS = {
+    "sum",
+    "by",
+    "rate",
+    "histogram_quantile",
+    "max",
+    "min",
+    "bottomk",
+    "increase",
+    "and",
+    "or",
+    "offset",
+    "ignoring",
+    "time",
+    "le",
+    "role",
+    "namespace",
+    "reason",
+    "decision",
+    "model_version",
+    "feature",
+    "job",
+}
+
+
+def _metric_names(expr: str) -> set[str]:
+    expr = re.sub(r'"[^"]*"', "", expr)
+    expr = re.sub(r"\{[^}]*\}|\[[^]]*\]", "", expr)
+    return {w for w in re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", expr) if w not in PROMQL_WORDS}
+
+
+def test_dashboard_and_rules_use_known_metrics(rendered: dict[str, list[dict]]) -> None:
+    rule = next(o for o in rendered["monitoring-values"] if o["kind"] == "PrometheusRule")
+    recorded = {r["record"] for g in rule["spec"]["groups"] for r in g["rules"] if "record" in r}
+    exprs = [r["expr"] for g in rule["spec"]["groups"] for r in g["rules"]]
+    dashboard = json.loads((CHART / "dashboards" / "fraud-detection.json").read_text())
+    panels = [p for p in dashboard["panels"] if p["type"] != "row"]
+    exprs += [t["expr"] for p in panels for t in p["targets"]]
+    unknown = {m for e in exprs for m in _metric_names(e)} - KNOWN_METRICS - recorded
+    unknown = {m for m in unknown if not re.fullmatch(r"[0-9.e]+|d|m|h|w|s", m)}
+    assert not unknown, unknown
+    assert len({p["id"] for p in dashboard["panels"]}) == len(dashboard["panels"])
+
+
+def _properties(schema: dict, path: str = "") -> list[tuple[str, dict]]:
+    out = []
+    for name, sub in schema.get("properties", {}).items():
+        out.append((f"{path}{name}", sub))
+        out += _properties(sub, f"{path}{name}.")
+    return out
+
+
+def test_values_schema_documents_every_property() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    props = _properties(schema)
+    assert not [p for p, s in props if not s.get("description")]
+
+    def leaves(d: dict, path: str = "") -> set[str]:
+        return {
+            k
+            for key, v in d.items()
+            for k in (leaves(v, f"{path}{key}.") if isinstance(v, dict) and v else {f"{path}{key}"})
+        }
+
+    documented = {p for p, _ in props}
+    undocumented = {
+        leaf for leaf in leaves(values) if not any(leaf == p or leaf.startswith(p + ".") for p in documented)
+    }
+    assert not undocumented
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("canary.weight=150", "/canary/weight"),
+        ("predictor.deploymentMode=Serverless", "/predictor/deploymentMode"),
+        ("champion.modelVersion=0", "/champion/modelVersion"),
+        ("canary.wieght=10", "wieght"),
+    ],
+)
+def test_values_schema_rejects_bad_values(
+    helm: Callable[..., subprocess.CompletedProcess], override: str, message: str
+) -> None:
+    proc = helm("template", "x", str(CHART), "--set", override, check=False)
+    assert proc.returncode != 0
+    assert message in proc.stderr, proc.stderr
+
+
+def test_external_services_need_their_settings(helm: Callable[..., subprocess.CompletedProcess]) -> None:
+    proc = helm(
+        "template",
+        "x",
+        str(CHART),
+        "--kube-version",
+        "v1.32.13",
+        "--set",
+        "postgresql.enabled=false",
+        check=False,
+    )
+    assert "externalDatabase.existingSecret is required" in proc.stderr
+    proc = helm(
+        "template",
+        "x",
+        str(CHART),
+        "--kube-version",
+        "v1.32.13",
+        "--set",
+        "mlflow.enabled=false",
+        check=False,
+    )
+    assert "mlflow.externalTrackingUri is required" in proc.stderr
+
+
+def test_skaffold_sets_both_images() -> None:
+    config = yaml.safe_load((REPO / "skaffold.yaml").read_text())
+    images = {a["image"] for a in config["build"]["artifacts"]}
+    assert images == {"fraud-detection/predictor", "fraud-detection/jobs"}
+    release = config["deploy"]["helm"]["releases"][0]
+    assert release["chartPath"] == "charts/fraud-detection"
+    tmpl = release["setValueTemplates"]
+    assert tmpl["predictor.image.repository"] == "{{.IMAGE_REPO_fraud_detection_predictor}}"
+    assert tmpl["jobs.image.tag"] == "{{.IMAGE_TAG_fraud_detection_jobs}}"
+    assert "kind" in {p["name"] for p in config["profiles"]}
