@@ -62,3 +62,7 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Pa
             monkeypatch.delenv(key)
     monkeypatch.chdir(tmp_path)
     yield tmp_path
+
+
+# PostgreSQL fixtures (`postgres`, `audit_dsn`) live in tests/pg.py.
+pytest_plugins = ("pg",)
