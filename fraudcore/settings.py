@@ -13,7 +13,9 @@ Role = Literal["champion", "challenger"]
 class Settings(BaseSettings):
     """Configuration from `FRAUD_*` environment variables (and MLflow's own `MLFLOW_TRACKING_URI`)."""
 
-    model_config = SettingsConfigDict(env_prefix="FRAUD_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="FRAUD_", extra="ignore", frozen=True, populate_by_name=True
+    )
 
     home: Path = Path(".fraud")
     """Local state directory: embedded MLflow store, model cache, generated data, reports."""
@@ -35,6 +37,10 @@ class Settings(BaseSettings):
     model_role: Role = "champion"
     """Role the predictor plays in the canary; reported in headers and metrics."""
 
+    fail_fast: bool = True
+    """Exit with status 1 when the model cannot be loaded at start-up (Kubernetes then restarts the pod);
+    false keeps the server up and not ready."""
+
     max_batch_rows: int = Field(default=100_000, gt=0)
     """Largest batch one inference request may carry; larger ones are refused with HTTP 413."""
 
@@ -49,6 +55,27 @@ class Settings(BaseSettings):
 
     pushgateway_url: str | None = None
     """Prometheus Pushgateway that jobs push their metrics to; unset disables pushing."""
+
+    drift_window_rows: int = Field(default=2_000, gt=0)
+    """Drift check: how many of the most recently logged transactions make up the window."""
+
+    drift_min_rows: int = Field(default=500, gt=0)
+    """Drift check: a window with fewer rows is refused (too small to tell drift from noise)."""
+
+    drift_p_value: float = Field(default=0.05, gt=0, lt=1)
+    """Drift check: significance level for the whole family of per-feature and score tests."""
+
+    drift_correction: Literal["bonferroni", "fdr"] = "bonferroni"
+    """Drift check: multiple-testing correction across features (Bonferroni or Benjamini-Hochberg FDR)."""
+
+    retrain_window_days: float = Field(default=30.0, gt=0)
+    """Retraining: labelled transactions from the audit log younger than this join the training data."""
+
+    retrain_only_on_drift: bool = False
+    """Retraining: skip the run unless the most recent drift check found drift."""
+
+    retrain_canary_percent: int | None = Field(default=None, ge=0, le=100)
+    """Retraining: send this share of traffic to a challenger that passed the gate; unset: no canary."""
 
     cost_missed_fraud: float = Field(default=100.0, gt=0)
     """Cost of letting one fraudulent transaction through; used to choose the decision threshold."""

@@ -1,0 +1,200 @@
+"""The fraud scorer as a KServe model: one registry version, its threshold, metrics and audit trail."""
+
+import logging
+import time
+from typing import Any, Protocol
+
+import numpy as np
+from kserve import InferOutput, InferRequest, InferResponse, Model
+from kserve.metrics import PREDICT_HIST_TIME
+
+from fraudcore.bundle import Bundle
+from fraudcore.modelstore import LoadedModel, load_model
+from fraudcore.schema import FEATURES, N_FEATURES
+from fraudcore.settings import Settings
+from model_server import codec
+from model_server.batching import MicroBatcher
+from model_server.errors import NotReadyError
+from model_server.metrics import ModelMetrics
+
+logger = logging.getLogger(__name__)
+
+MICRO_BATCH_ROWS = 4096
+"""Most rows scored in one model call when queued requests are merged."""
+
+MODEL_VERSION_HEADER = "x-model-version"
+MODEL_ROLE_HEADER = "x-model-role"
+
+
+class AuditSink(Protocol):
+    """Where every scored request goes (model_server.audit.AuditLog when FRAUD_AUDIT_DSN is set)."""
+
+    def start(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def record(
+        self,
+        request_id: str,
+        features: np.ndarray,
+        scores: np.ndarray,
+        decisions: np.ndarray,
+        model_version: str,
+        role: str,
+        latency_s: float,
+    ) -> None: ...
+
+
+class FraudModel(Model):
+    """Loads the model `FRAUD_MODEL_URI` names and scores float32 `[N, 30]` batches.
+
+    `score` is the one scoring path: the REST routes call it directly, and KServe's own request
+    pipeline (gRPC, and any route KServe serves) reaches it through `predict`.
+    """
+
+    def __init__(self, name: str, settings: Settings) -> None:
+        super().__init__(name, return_response_headers=True)
+        self.settings = settings
+        self.role = settings.model_role
+        self.loaded: LoadedModel | None = None
+        self.load_error: str | None = None
+        self.metrics = ModelMetrics("none", self.role)
+        self._batcher: MicroBatcher | None = None
+        self._audit: AuditSink | None = None
+        self._latency = PREDICT_HIST_TIME.labels(name)
+
+    @property
+    def version(self) -> str:
+        return self.loaded.version if self.loaded else "none"
+
+    @property
+    def bundle(self) -> Bundle:
+        if self.loaded is None:
+            raise NotReadyError(f"model {self.name} is not loaded: {self.load_error or 'still loading'}")
+        return self.loaded.bundle
+
+    def load(self) -> bool:
+        """Load the model once; a failure leaves the model not ready with one error log line."""
+        uri = self.settings.model_uri
+        try:
+            loaded = load_model(uri, self.settings)
+        except Exception as e:  # any failure while loading means "not ready", reported once
+            self.load_error = str(e)
+            logger.error("cannot load model %s: %s", uri, e, extra={"model_uri": uri})
+            return False
+        self.loaded = loaded
+        self.metrics = ModelMetrics(loaded.version, self.role)
+        self.metrics.announce(loaded.bundle.card.kind, loaded.bundle.card.threshold)
+        self._batcher = MicroBatcher(loaded.bundle.scorer.predict_proba, MICRO_BATCH_ROWS)
+        if self.settings.audit_dsn:
+            from model_server.audit import AuditLog
+
+            self._audit = AuditLog(self.settings.audit_dsn, self.settings.audit_buffer_rows)
+            self._audit.start()
+        self.ready = True
+        logger.info(
+            "serving %s version %s as %s (%s, threshold %.4g)%s",
+            loaded.name,
+            loaded.version,
+            self.role,
+            loaded.bundle.card.kind,
+            loaded.bundle.card.threshold,
+            " from the local cache" if loaded.from_cache else "",
+            extra={"model_version": loaded.version, "role": self.role, "from_cache": loaded.from_cache},
+        )
+        return True
+
+    def start(self) -> None:
+        """Readiness comes from `load` alone (KServe's default would mark any model ready)."""
+
+    def stop(self) -> None:
+        self.ready = False
+        if self._batcher is not None:
+            self._batcher.close()
+        if self._audit is not None:
+            self._audit.close()
+
+    async def score(self, x: np.ndarray, request_id: str, started: float) -> tuple[np.ndarray, np.ndarray]:
+        """Fraud probabilities and decisions for float32 `[N, 30]`; records metrics and the audit row."""
+        if self._batcher is None or not self.ready:
+            raise NotReadyError(f"model {self.name} is not ready: {self.load_error or 'still loading'}")
+        bundle = self.bundle
+        scores = await self._batcher.score(x)
+        decisions = bundle.decide(scores)
+        latency = time.perf_counter() - started
+        self._latency.observe(latency)
+        self.metrics.scored(scores, decisions)
+        if self._audit is not None:
+            self._audit.record(request_id, x, scores, decisions, self.version, self.role, latency)
+        return scores, decisions
+
+    def response_headers(self) -> dict[str, str]:
+        return {MODEL_VERSION_HEADER: self.version, MODEL_ROLE_HEADER: self.role}
+
+    async def predict(
+        self,
+        payload: InferRequest | dict[str, Any],
+        headers: dict[str, str] | None = None,
+        response_headers: dict[str, str] | None = None,
+    ) -> InferResponse | dict[str, Any]:
+        """KServe's pipeline: an InferRequest (v2) or a v1 body already parsed to a dict."""
+        started = time.perf_counter()
+        max_rows = self.settings.max_batch_rows
+        if isinstance(payload, InferRequest):
+            tensors = []
+            for i in payload.inputs:
+                codec.check_spec(i.name, i.datatype, i.shape, max_rows)
+                tensors.append(codec.tensor(i.name, i.shape, i.as_numpy()))
+            x = codec.to_matrix(tensors, max_rows)
+            request_id = payload.id
+        else:
+            x = codec.rows_v1(payload, max_rows)
+            request_id = None
+        request_id = (headers or {}).get("x-request-id") or request_id or ""
+        scores, decisions = await self.score(x, request_id, started)
+        if response_headers is not None:
+            response_headers.update(self.response_headers())
+        if not isinstance(payload, InferRequest):
+            return codec.predictions_v1(self.version, scores, decisions)
+        outputs = [
+            InferOutput(codec.PROBABILITY, [len(scores)], "FP32"),
+            InferOutput(codec.DECISION, [len(scores)], "BOOL"),
+        ]
+        outputs[0].set_data_from_numpy(scores)
+        outputs[1].set_data_from_numpy(decisions)
+        return InferResponse(request_id, self.name, outputs, model_version=self.version)
+
+    def get_input_types(self) -> list[dict[str, Any]]:
+        return [{"name": "features", "datatype": "FP32", "shape": [-1, N_FEATURES]}]
+
+    def get_output_types(self) -> list[dict[str, Any]]:
+        return [
+            {"name": codec.PROBABILITY, "datatype": "FP32", "shape": [-1]},
+            {"name": codec.DECISION, "datatype": "BOOL", "shape": [-1]},
+        ]
+
+    def metadata(self) -> dict[str, Any]:
+        """v2 model metadata plus what users ask first: version, role, threshold, training metrics."""
+        bundle = self.bundle
+        assert self.loaded is not None
+        card = bundle.card
+        return {
+            "name": self.name,
+            "versions": [self.version],
+            "platform": card.kind,
+            "inputs": self.get_input_types(),
+            "outputs": self.get_output_types(),
+            "parameters": {
+                "registered_model": self.loaded.name,
+                "model_version": self.version,
+                "model_uri": self.settings.model_uri,
+                "role": self.role,
+                "kind": card.kind,
+                "threshold": card.threshold,
+                "metrics": card.metrics,
+                "trained_at": card.trained_at,
+                "data_source": card.data_source,
+                "from_cache": self.loaded.from_cache,
+                "features": list(FEATURES),
+            },
+        }

@@ -1,0 +1,81 @@
+"""Assemble and run the KServe model server around the fraud model."""
+
+import argparse
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import kserve
+from kserve import model_server
+
+from fraudcore.settings import Settings
+from model_server.model import FraudModel
+from model_server.routes import install
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """KServe's server flags this predictor uses (`python -m model_server --help` lists them)."""
+
+    model_name: str = "fraud-detector"
+    http_port: int = 8080
+    grpc_port: int = 8081
+    enable_grpc: bool = True
+    workers: int = 1
+    max_asyncio_workers: int | None = None
+    event_loop: str = "auto"
+    timeout_keep_alive: int = 65
+
+
+def parse_args(argv: Sequence[str] | None = None) -> ServerOptions:
+    """KServe's usual flags (`--model_name`, `--http_port`, `--workers` …)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m model_server",
+        description="Fraud-scoring KServe predictor. The model comes from FRAUD_MODEL_URI "
+        "(models:/<name>/<version>, models:/<name>@<alias> or a bundle path), the role from "
+        "FRAUD_MODEL_ROLE, the registry from MLFLOW_TRACKING_URI.",
+        parents=[model_server.parser],
+    )
+    args = parser.parse_args(argv)
+    return ServerOptions(
+        model_name=args.model_name,
+        http_port=args.http_port,
+        grpc_port=args.grpc_port,
+        enable_grpc=args.enable_grpc,
+        workers=args.workers,
+        max_asyncio_workers=args.max_asyncio_workers,
+        event_loop=args.event_loop,
+        timeout_keep_alive=args.timeout_keep_alive,
+    )
+
+
+def serve(settings: Settings, options: ServerOptions) -> None:
+    """Load the model and serve until stopped.
+
+    One worker per process: the predictor's metrics live in the process, and a pod scales by
+    replicas. A model that cannot be loaded exits with status 1 when `FRAUD_FAIL_FAST` is on (the
+    default, so Kubernetes restarts the pod); otherwise the server runs and reports not ready.
+    """
+    if options.workers != 1:
+        logger.error("--workers %d: this predictor runs one worker per pod; scale with replicas", options.workers)
+        raise SystemExit(2)
+    model = FraudModel(options.model_name, settings)
+    if not model.load() and settings.fail_fast:
+        raise SystemExit(1)
+    server = kserve.ModelServer(
+        http_port=options.http_port,
+        grpc_port=options.grpc_port,
+        workers=1,
+        enable_grpc=options.enable_grpc,
+        enable_latency_logging=False,
+        max_asyncio_workers=options.max_asyncio_workers,
+        event_loop=options.event_loop,
+        timeout_keep_alive=options.timeout_keep_alive,
+    )
+    token = settings.api_token.get_secret_value() if settings.api_token else None
+    install(model_server.app, model, token)
+    # Registered directly so a model that failed to load is still known (and reported not ready).
+    server.register_model(model)
+    server.start([])
