@@ -126,8 +126,8 @@ SCENARIOS: dict[str, Scenario] = {
         _amount_inflation,
     ),
     "new-fraud-pattern": Scenario(
-        "fraudsters adapt: 3 % fraud with a pattern the model never saw (V1, V2, V5, large amounts)",
+        "fraudsters adapt: a wave of 8 % fraud in a pattern the model never saw (V1, V2, V5, large amounts)",
         _new_fraud_pattern,
-        fraud_rate=0.03,
+        fraud_rate=0.08,
     ),
 }
