@@ -1,11 +1,17 @@
-"""PostgreSQL fixtures: one throwaway cluster per session (scripts/postgres.sh), a fresh table per test."""
+"""Fixtures for the audit, drift, labels and retraining tests.
 
+`postgres`: one throwaway cluster per session (scripts/postgres.sh); `audit_dsn`: a fresh audit table
+per test; `fraud`: the `fraud` CLI run in-process, as a user would run it (exit code, stdout, stderr).
+"""
+
+import logging
 import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +19,7 @@ import psycopg
 import pytest
 
 from fraudcore import auditdb
+from jobs.cli import main
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "postgres.sh"
 
@@ -62,3 +69,39 @@ def audit_dsn(postgres: Postgres) -> str:
     with psycopg.connect(postgres.dsn, autocommit=True) as conn:
         conn.execute(f"DROP TABLE IF EXISTS {auditdb.TABLE}")
     return postgres.dsn
+
+
+@dataclass(frozen=True)
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+
+Fraud = Callable[..., CliResult]
+
+
+@pytest.fixture
+def fraud(
+    isolated_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Iterator[Fraud]:
+    """`fraud(*args, FRAUD_X="…")` runs the CLI with those environment variables and nothing else."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+
+    def run(*args: str, **env: str) -> CliResult:
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.setattr(sys, "argv", ["fraud", *args])
+        capsys.readouterr()
+        code = 0
+        try:
+            main()
+        except SystemExit as e:
+            code = int(e.code or 0)
+        out, err = capsys.readouterr()
+        return CliResult(code, out, err)
+
+    yield run
+    root.handlers[:] = handlers
+    root.setLevel(level)

@@ -90,6 +90,7 @@ def split(frame: pd.DataFrame, seed: int, holdout: float = 0.2, valid: float = 0
 
 
 SYNTHETIC = "synthetic"
+SOURCE_JOIN = " + "
 
 
 def synthetic_source(
@@ -103,7 +104,21 @@ def synthetic_source(
 
 
 def load_source(source: str) -> pd.DataFrame:
-    """A CSV path, or `synthetic:rows=N,seed=S[,fraud_rate=R][,scenario=NAME]` (generated data)."""
+    """A CSV path, `synthetic:rows=N,seed=S[,fraud_rate=R][,scenario=NAME]` (generated data),
+    `runs:/<run id>/<file>` (a CSV logged to the configured MLflow store), or several of these
+    joined by ` + ` (concatenated in order, exact duplicate rows dropped)."""
+    if SOURCE_JOIN in source:
+        parts = [load_source(part) for part in source.split(SOURCE_JOIN)]
+        return pd.concat(parts, ignore_index=True).drop_duplicates(ignore_index=True)
+    if source.startswith("runs:/"):
+        import mlflow
+        from mlflow.exceptions import MlflowException
+
+        try:
+            local = mlflow.artifacts.download_artifacts(artifact_uri=source)
+        except (MlflowException, OSError) as e:
+            raise DataValidationError(f"data source {source} cannot be downloaded: {e}") from e
+        return load_csv(Path(local))
     if not source.startswith(f"{SYNTHETIC}:"):
         return load_csv(Path(source))
     try:

@@ -7,7 +7,7 @@ import typer
 from fraudcore.errors import FraudError
 from fraudcore.logging import configure_logging
 from fraudcore.settings import Settings
-from jobs.cli import canary, data, models, train
+from jobs.cli import canary, data, drift, labels, models, retrain, train
 from jobs.cli.common import ExitCode
 from training.gate import GateRejectedError
 
@@ -35,6 +35,9 @@ app.add_typer(data.app, name="data")
 app.add_typer(models.app, name="models")
 app.add_typer(canary.app, name="canary")
 app.command(name="train")(train.train)
+app.command(name="drift")(drift.drift)
+app.add_typer(labels.app, name="labels")
+app.command(name="retrain")(retrain.retrain)
 
 
 def main() -> None:

@@ -1,0 +1,115 @@
+"""`fraud drift`: compare recent inputs and scores with the champion's training reference."""
+
+import logging
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from fraudcore.modelstore import load_model
+from jobs.cli.common import ExitCode, console, settings
+from jobs.drift import Correction, Detector, check
+from jobs.report import log_run, push_metrics, render, write
+from jobs.window import from_audit_log, from_csv
+
+_AGE = re.compile(r"^(\d+)([mhd])$")
+_UNITS = {"m": "minutes", "h": "hours", "d": "days"}
+
+
+def parse_age(text: str | None) -> timedelta | None:
+    """`30m`, `6h`, `7d` → a timedelta."""
+    if text is None:
+        return None
+    match = _AGE.match(text.strip())
+    if not match:
+        raise typer.BadParameter(f"{text!r} is not an age like 30m, 6h or 7d", param_hint="--since")
+    return timedelta(**{_UNITS[match[2]]: int(match[1])})
+
+
+def drift(
+    ctx: typer.Context,
+    data: Path | None = typer.Option(
+        None, "--data", "-d", help="CSV window (credit-card schema, Class optional) instead of the audit log."
+    ),
+    rows: int | None = typer.Option(
+        None, "--rows", min=1, help="Most recent logged rows to test [default: FRAUD_DRIFT_WINDOW_ROWS]."
+    ),
+    since: str | None = typer.Option(None, "--since", help="Only rows logged within this age: 30m, 6h, 7d."),
+    detector: Detector = typer.Option(
+        "ks",
+        "--detector",
+        help="ks: per-feature KS with correction; classifier: a domain classifier decides.",
+    ),
+    correction: Correction | None = typer.Option(
+        None, "--correction", help="Multiple-testing correction [default: FRAUD_DRIFT_CORRECTION]."
+    ),
+    model_uri: str | None = typer.Option(
+        None, "--model-uri", help="Model whose reference sample is the baseline [default: the champion]."
+    ),
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        "-o",
+        help="Directory for drift.json and drift.html [default: .fraud/reports/drift-<time>].",
+    ),
+) -> None:
+    """Test a window of scored transactions against the champion's training sample.
+
+    Exits 0 when nothing drifted, 4 when the inputs or the scores drifted, 1 on errors. Writes a
+    JSON result and an HTML report, pushes metrics to the Pushgateway (FRAUD_PUSHGATEWAY_URL) and
+    logs an MLflow run with both files.
+    """
+    config = settings(ctx)
+    for noisy in ("alibi_detect", "transformers"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    age = parse_age(since)
+    window = from_csv(data) if data else from_audit_log(config, rows or config.drift_window_rows, age)
+    model = load_model(model_uri or f"models:/{config.registered_model}@champion", config)
+    with console.status(f"testing {len(window):,} rows against {model.name} version {model.version}"):
+        result, reference, tested = check(
+            model,
+            window,
+            detector=detector,
+            correction=correction or config.drift_correction,
+            p_value=config.drift_p_value,
+            min_rows=config.drift_min_rows,
+        )
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        files = write(
+            result, render(result, reference, tested), out or config.home / "reports" / f"drift-{stamp}"
+        )
+        if config.pushgateway_url:
+            push_metrics(result, config.pushgateway_url)
+        run_id = log_run(config, result, files)
+
+    if result.detected:
+        drifted = result.drifted_features
+        score = " and in the scores" if result.score.drifted else ""
+        console.print(
+            f"[bold red]drift detected[/] in {len(drifted)} of {len(result.features)} features{score}"
+        )
+    else:
+        console.print("[bold green]no drift[/]")
+    table = Table("column", "p-value", "KS distance", "drift")
+    shown = sorted([*result.features.items(), ("score", result.score)], key=lambda item: item[1].p_value)
+    for name, test in shown[:8]:
+        table.add_row(name, f"{test.p_value:.3g}", f"{test.distance:.3f}", "yes" if test.drifted else "")
+    console.print(table)
+    if result.multivariate is not None:
+        console.print(f"domain classifier: p = {result.multivariate.p_value:.3g}")
+    if perf := result.performance:
+        recall = "-" if perf.recall is None else f"{perf.recall:.3f}"
+        pr_auc = "-" if perf.pr_auc is None else f"{perf.pr_auc:.3f}"
+        console.print(
+            f"champion on {perf.labelled_rows:,} labelled rows ({perf.fraud_rows:,} fraud): PR-AUC {pr_auc} "
+            f"(holdout {perf.holdout_pr_auc:.3f}), recall {recall} (holdout {perf.holdout_recall:.3f})"
+        )
+    console.print(
+        f"window: {result.window}, {result.window_rows:,} rows · "
+        f"model: {result.model} version {result.model_version}\n"
+        f"report: {files[1]}\nresult: {files[0]}\nMLflow run: {run_id}"
+    )
+    if result.detected:
+        raise typer.Exit(ExitCode.DRIFT)

@@ -1,0 +1,95 @@
+"""Retraining: the champion's training data plus recent labelled traffic make a new, gated version.
+
+The labelled rows are logged to MLflow (run `retrain-data`, file `labelled.csv.gz`), so the new
+version's data source, `<champion's source> + runs:/<run>/labelled.csv.gz`, can be loaded again later,
+e.g. by `fraud models promote` to gate it on the very same holdout. Training, registration, the gate
+and the aliases are `training.pipeline.train_and_register`: a passing version becomes `challenger`.
+"""
+
+import logging
+import tempfile
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from mlflow.entities import RunStatus
+
+from fraudcore.modelstore import connect, load_model
+from fraudcore.settings import Settings
+from jobs.report import RUN_TAG, last_drift_detected
+from jobs.window import Window, from_audit_log
+from training.data import SOURCE_JOIN
+from training.pipeline import Outcome, train_and_register
+from training.registry import ensure_experiment
+from training.train import TrainConfig
+
+logger = logging.getLogger(__name__)
+
+MAX_LABELLED_ROWS = 1_000_000
+"""At most this many of the most recent labelled rows are read from the audit log."""
+
+
+@dataclass(frozen=True)
+class Retrained:
+    """A new version (`outcome`), or the reason nothing was trained (`skipped`)."""
+
+    outcome: Outcome | None = None
+    skipped: str | None = None
+    labelled_rows: int = 0
+    data_source: str = ""
+
+
+def retrain(settings: Settings, labelled: Window | None = None, only_on_drift: bool = False) -> Retrained:
+    """Train on the champion's data plus labelled rows (from `labelled`, else the audit log).
+
+    Raises GateRejectedError when the new version fails the gate (it stays registered, rejected).
+    """
+    if only_on_drift:
+        verdict = last_drift_detected(settings)
+        if not verdict:
+            reason = (
+                "no drift check has run yet" if verdict is None else "the last drift check found no drift"
+            )
+            return Retrained(skipped=reason)
+    champion = load_model(f"models:/{settings.registered_model}@champion", settings).bundle
+    if labelled is None:
+        since = timedelta(days=settings.retrain_window_days)
+        labelled = from_audit_log(settings, MAX_LABELLED_ROWS, since=since, labelled_only=True)
+    frame = labelled.labelled_frame()
+    if frame.empty:
+        return Retrained(skipped=f"no labelled transactions in {labelled.source}")
+
+    client = connect(settings)
+    run = client.create_run(
+        ensure_experiment(client, settings), run_name="retrain-data", tags={RUN_TAG: "retrain"}
+    )
+    run_id = run.info.run_id
+    status = RunStatus.to_string(RunStatus.FAILED)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "labelled.csv.gz"
+            frame.to_csv(path, index=False)
+            client.log_artifact(run_id, str(path))
+        source = f"{champion.card.data_source}{SOURCE_JOIN}runs:/{run_id}/{path.name}"
+        client.log_param(run_id, "data_source", source)
+        client.log_metric(run_id, "labelled_rows", len(frame))
+        client.log_metric(run_id, "labelled_fraud_rows", int(frame["Class"].sum()))
+        logger.info("retraining on %s (%d labelled rows from %s)", source, len(frame), labelled.source)
+        outcome = train_and_register(settings, _config(settings, champion.card.params), source)
+        client.set_tag(run_id, "version", outcome.version)
+        status = RunStatus.to_string(RunStatus.FINISHED)
+    finally:
+        client.set_terminated(run_id, status)
+    return Retrained(outcome, labelled_rows=len(frame), data_source=source)
+
+
+def _config(settings: Settings, params: dict[str, str | int | float]) -> TrainConfig:
+    """The champion's own model family and hyper-parameters, with today's decision costs."""
+    tuned = {key: params[key] for key in ("rounds", "max_depth", "learning_rate") if key in params}
+    return TrainConfig(
+        kind="logistic" if params.get("kind") == "logistic" else "xgboost",
+        seed=int(params.get("seed", settings.seed)),
+        cost_missed_fraud=settings.cost_missed_fraud,
+        cost_false_alarm=settings.cost_false_alarm,
+        **tuned,  # type: ignore[arg-type]
+    )
