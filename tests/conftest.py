@@ -20,7 +20,8 @@ TEST_FRAUD_RATE = 0.01
 
 def make_settings(home: Path, **overrides: object) -> Settings:
     """Settings for an embedded store under `home`, ignoring the caller's environment."""
-    return Settings(_env_file=None, home=home, tracking_uri=None, **overrides)  # type: ignore[call-arg]
+    values: dict[str, object] = {"home": home, "tracking_uri": None, **overrides}
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
 @dataclass

@@ -1,0 +1,52 @@
+"""A real MLflow tracking server process for tests."""
+
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def mlflow_server(workdir: Path, backend_store_uri: str | None = None) -> Iterator[str]:
+    """Run `mlflow server` on a free loopback port; yields its URL and stops it afterwards."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    backend = backend_store_uri or f"sqlite:///{workdir / 'mlflow.db'}"
+    log = (workdir / "mlflow-server.log").open("w")
+    mlflow = Path(sys.executable).with_name("mlflow")
+    process = subprocess.Popen(
+        [str(mlflow), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+         "--backend-store-uri", backend, "--artifacts-destination", str(workdir / "artifacts")],
+        stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"mlflow server did not start; see {workdir / 'mlflow-server.log'}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()

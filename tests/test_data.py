@@ -1,0 +1,126 @@
+"""Data tests: the schema check names each problem; the generator has the promised statistics."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fraudcore.schema import COLUMNS, FEATURES, LABEL
+from training.data import DataValidationError, fingerprint, load_csv, load_source, split, synthetic_source
+from training.synthetic import FRAUD_RATE, KAGGLE_ROWS, SCENARIOS, generate
+
+
+@pytest.fixture(scope="module")
+def small() -> pd.DataFrame:
+    return generate(rows=20_000, seed=3, fraud_rate=0.01)
+
+
+def write(tmp_path: Path, frame: pd.DataFrame) -> Path:
+    path = tmp_path / "data.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_generated_file_round_trips(tmp_path: Path, small: pd.DataFrame) -> None:
+    loaded = load_csv(write(tmp_path, small))
+    assert list(loaded.columns) == list(COLUMNS)
+    assert len(loaded) == len(small)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda f: f.drop(columns=["V7"]), "missing column(s) V7"),
+        (lambda f: f.assign(merchant=1), "unexpected column(s) merchant"),
+        (lambda f: f.assign(Amount=f["Amount"].astype(str).where(f.index != 5, "12,50")), "non-numeric"),
+        (lambda f: f.assign(V3=f["V3"].where(f.index != 9, np.nan)), "column V3 at row 10"),
+        (lambda f: f.assign(Class=f[LABEL].where(f.index != 2, 2)), "must hold 0 or 1, found [2]"),
+        (lambda f: f.iloc[:0], "no rows"),
+    ],
+)
+def test_bad_files_are_rejected_naming_the_problem(tmp_path: Path, small: pd.DataFrame, mutate, message) -> None:
+    with pytest.raises(DataValidationError, match=None) as error:
+        load_csv(write(tmp_path, mutate(small.head(50).copy())))
+    assert message in str(error.value)
+
+
+def test_missing_and_unreadable_files(tmp_path: Path) -> None:
+    with pytest.raises(DataValidationError, match="no such file"):
+        load_csv(tmp_path / "absent.csv")
+    binary = tmp_path / "blob.csv"
+    binary.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(DataValidationError, match="not a readable CSV"):
+        load_csv(binary)
+
+
+def test_full_size_generation_matches_the_public_schema() -> None:
+    frame = generate()
+    assert frame.shape == (KAGGLE_ROWS, len(COLUMNS))
+    assert list(frame.columns) == list(COLUMNS)
+    assert frame[LABEL].mean() == pytest.approx(FRAUD_RATE, rel=0.02)
+    assert frame["Time"].is_monotonic_increasing
+    assert frame["Time"].between(0, 172_800).all()
+    assert (frame["Amount"] >= 0).all()
+    # PCA-like components: centred, decreasing spread.
+    legit = frame[frame[LABEL] == 0]
+    spreads = legit[[f"V{i}" for i in range(1, 29)]].std().to_numpy()
+    assert np.all(np.abs(legit[[f"V{i}" for i in range(1, 29)]].mean()) < 0.05)
+    assert spreads[0] > 3 * spreads[-1]
+
+
+def test_generation_is_seeded(small: pd.DataFrame) -> None:
+    assert fingerprint(generate(rows=20_000, seed=3, fraud_rate=0.01)) == fingerprint(small)
+    assert fingerprint(generate(rows=20_000, seed=4, fraud_rate=0.01)) != fingerprint(small)
+
+
+def test_fraud_differs_from_legit_along_known_directions(small: pd.DataFrame) -> None:
+    means = small.groupby(LABEL)[["V14", "V12", "V4", "V11"]].mean()
+    assert means.loc[1, "V14"] < means.loc[0, "V14"] - 1
+    assert means.loc[1, "V12"] < means.loc[0, "V12"] - 0.5
+    assert means.loc[1, "V4"] > means.loc[0, "V4"] + 0.5
+    assert means.loc[1, "V11"] > means.loc[0, "V11"] + 0.3
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_scenarios_change_the_data(scenario: str) -> None:
+    clean = generate(rows=20_000, seed=5)
+    shifted = generate(rows=20_000, seed=5, scenario=scenario)
+    assert list(shifted.columns) == list(COLUMNS)
+    assert fingerprint(clean) != fingerprint(shifted)
+
+
+def test_amount_inflation_inflates_amounts() -> None:
+    clean = generate(rows=20_000, seed=5)
+    shifted = generate(rows=20_000, seed=5, scenario="amount-inflation")
+    assert shifted["Amount"].median() > 1.5 * clean["Amount"].median()
+
+
+def test_synthetic_sources_round_trip() -> None:
+    source = synthetic_source(5_000, 9, scenario="new-fraud-pattern", fraud_rate=0.02)
+    frame = load_source(source)
+    assert len(frame) == 5_000
+    assert frame[LABEL].mean() == pytest.approx(0.03, abs=0.002)  # the scenario sets its own rate
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("synthetic:rows=10", "is not synthetic:rows=N,seed=S"),
+        ("synthetic:rows=10,seed=1,colour=red", "unknown option(s) colour"),
+        ("synthetic:rows=1000,seed=1,scenario=meteor", "unknown scenario 'meteor'"),
+    ],
+)
+def test_bad_synthetic_sources(source: str, message: str) -> None:
+    with pytest.raises(DataValidationError) as error:
+        load_source(source)
+    assert message in str(error.value)
+
+
+def test_split_is_stratified_and_needs_fraud(small: pd.DataFrame) -> None:
+    parts = split(small, seed=1)
+    rates = [parts.y_train.mean(), parts.y_valid.mean(), parts.y_holdout.mean()]
+    assert max(rates) - min(rates) < 0.002
+    assert parts.x_train.dtype == np.float32 and parts.x_train.shape[1] == len(FEATURES)
+    with pytest.raises(DataValidationError, match="at least 10"):
+        split(small[small[LABEL] == 0].head(1000).assign(**{LABEL: 0}), seed=1)

@@ -1,0 +1,130 @@
+"""Registry and validation gate against real MLflow stores: embedded SQLite and a server process."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fraudcore.errors import NotFoundError, UnavailableError
+from fraudcore.modelstore import connect, load_model
+from fraudcore.settings import Settings
+from tests.conftest import TEST_SEED, TrainedStore, make_settings
+from tests.mlflow_server import free_port, mlflow_server
+from training import registry
+from training.data import synthetic_source
+from training.gate import GatePolicy, GateRejectedError, check
+from training.pipeline import promote, train_and_register
+from training.train import TrainConfig
+
+FRAUD = str(Path(sys.executable).with_name("fraud"))
+
+
+@pytest.fixture
+def store(trained_store: TrainedStore, tmp_path: Path) -> Settings:
+    """A private copy of the trained store, so tests may move aliases."""
+    home = tmp_path / ".fraud"
+    shutil.copytree(trained_store.settings.home, home, ignore=shutil.ignore_patterns("models"))
+    return make_settings(home)
+
+
+def run_fraud(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FRAUD_", "MLFLOW_"))}
+    env["FRAUD_HOME"] = str(settings.home)
+    if settings.tracking_uri:
+        env["MLFLOW_TRACKING_URI"] = settings.tracking_uri
+    return subprocess.run([FRAUD, *args], capture_output=True, text=True, env=env, timeout=600)
+
+
+def test_versions_are_listed_with_aliases_and_verdicts(trained_store: TrainedStore) -> None:
+    rows = registry.list_versions(connect(trained_store.settings), "fraud-detector")
+    assert [r.version for r in rows] == ["2", "1"]
+    assert rows[0].aliases == ("challenger",) and rows[1].aliases == ("champion",)
+    assert {r.kind for r in rows} == {"xgboost", "logistic"}
+    assert all(r.status == "passed" for r in rows)
+
+
+def test_cli_lists_versions(store: Settings) -> None:
+    result = run_fraud(store, "models", "list")
+    assert result.returncode == 0, result.stderr
+    assert "@champion" in result.stdout and "@challenger" in result.stdout
+
+
+def test_promotion_gates_against_the_champion_then_moves_aliases(store: Settings) -> None:
+    result = promote(store, "2")
+    assert result is not None and result.passed
+    assert result.champion is not None  # compared with v1 on the same holdout
+    client = connect(store)
+    assert registry.alias_version(client, "fraud-detector", "champion") == "2"
+    assert registry.alias_version(client, "fraud-detector", "challenger") is None
+    assert promote(store, "2") is None  # already champion: nothing to do
+
+
+def test_weak_model_is_rejected_with_reason_and_exit_code(store: Settings) -> None:
+    result = run_fraud(store, "train", "--rows", "60000", "--rounds", "1", "--max-depth", "1")
+    assert result.returncode == 3, result.stderr
+    assert "rejected: version 3 rejected:" in result.stderr
+    assert "below the floor" in result.stderr
+    assert "Traceback" not in result.stderr
+    rows = {r.version: r for r in registry.list_versions(connect(store), "fraud-detector")}
+    assert rows["3"].status == "rejected" and "below the floor" in rows["3"].reason
+    assert rows["3"].aliases == ()
+
+    refused = run_fraud(store, "models", "promote", "3")
+    assert refused.returncode == 3 and "not promoted" in refused.stderr
+    forced = run_fraud(store, "models", "promote", "3", "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert registry.alias_version(connect(store), "fraud-detector", "champion") == "3"
+
+
+def test_regression_against_the_champion_is_refused(store: Settings) -> None:
+    promote(store, "2")  # the stronger XGBoost model becomes champion
+    with pytest.raises(GateRejectedError, match="below the champion's"):
+        promote(store, "1")
+    assert registry.alias_version(connect(store), "fraud-detector", "champion") == "2"
+
+
+def test_unknown_version_is_a_clear_error(store: Settings) -> None:
+    result = run_fraud(store, "models", "promote", "99")
+    assert result.returncode == 1
+    assert result.stderr.strip() == "error: fraud-detector has no version 99"
+
+
+def test_gate_refuses_scores_outside_zero_one() -> None:
+    import numpy as np
+
+    verdict = check(np.array([0, 1]), np.array([0.2, 1.5]), 0.5, GatePolicy())
+    assert not verdict.passed and "finite probabilities" in verdict.summary()
+    verdict = check(np.array([0, 1]), np.array([0.2, np.nan]), 0.5, GatePolicy())
+    assert not verdict.passed
+
+
+def test_bad_model_uris(trained_store: TrainedStore) -> None:
+    from fraudcore.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match="is not models:/<name>/<version>"):
+        load_model("models:/fraud-detector/latest", trained_store.settings)
+    with pytest.raises(NotFoundError):
+        load_model("models:/fraud-detector/42", trained_store.settings)
+
+
+def test_tracking_server_workflow_and_cache_fallback(tmp_path: Path, synthetic_frame) -> None:
+    with mlflow_server(tmp_path / "server") as url:
+        settings = make_settings(tmp_path / ".fraud", tracking_uri=url)
+        source = synthetic_source(len(synthetic_frame), TEST_SEED, fraud_rate=0.01)
+        first = train_and_register(settings, TrainConfig(kind="logistic", seed=TEST_SEED), source, synthetic_frame)
+        assert (first.version, first.alias) == ("1", "champion")
+        served = load_model("models:/fraud-detector@champion", settings)
+        assert (served.version, served.from_cache) == ("1", False)
+        rows = registry.list_versions(connect(settings), "fraud-detector")
+        assert rows[0].aliases == ("champion",)
+    # The server is gone: the alias resolves from the local copy.
+    offline = load_model("models:/fraud-detector@champion", settings)
+    assert (offline.version, offline.from_cache) == ("1", True)
+    with pytest.raises(UnavailableError, match="no local copy"):
+        load_model("models:/fraud-detector/5", settings)
+    unreachable = make_settings(tmp_path / "other", tracking_uri=f"http://127.0.0.1:{free_port()}")
+    with pytest.raises(UnavailableError, match="registry is unreachable"):
+        load_model("models:/fraud-detector@champion", unreachable)
