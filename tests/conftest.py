@@ -1,6 +1,5 @@
 """Shared fixtures: throwaway MLflow stores with freshly trained models (no binaries committed)."""
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,7 +53,7 @@ def trained_store(tmp_path_factory: pytest.TempPathFactory, synthetic_frame: pd.
 
 
 @pytest.fixture
-def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
+def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """Run in an empty working directory with no FRAUD_* or MLflow variables from the caller."""
     import os
 
@@ -62,7 +61,7 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Pa
         if key.startswith(("FRAUD_", "MLFLOW_")):
             monkeypatch.delenv(key)
     monkeypatch.chdir(tmp_path)
-    yield tmp_path
+    return tmp_path
 
 
 # PostgreSQL fixtures (`postgres`, `audit_dsn`) live in tests/pg.py.

@@ -114,7 +114,8 @@ def test_tracking_server_workflow_and_cache_fallback(tmp_path: Path, synthetic_f
     with mlflow_server(tmp_path / "server") as url:
         settings = make_settings(tmp_path / ".fraud", tracking_uri=url)
         source = synthetic_source(len(synthetic_frame), TEST_SEED, fraud_rate=0.01)
-        first = train_and_register(settings, TrainConfig(kind="logistic", seed=TEST_SEED), source, synthetic_frame)
+        config = TrainConfig(kind="logistic", seed=TEST_SEED)
+        first = train_and_register(settings, config, source, synthetic_frame)
         assert (first.version, first.alias) == ("1", "champion")
         served = load_model("models:/fraud-detector@champion", settings)
         assert (served.version, served.from_cache) == ("1", False)
