@@ -53,13 +53,16 @@ def test_cli_lists_versions(store: Settings) -> None:
 
 
 def test_promotion_gates_against_the_champion_then_moves_aliases(store: Settings) -> None:
-    result = promote(store, "2")
+    version, result = promote(store, "@challenger")
+    assert version == "2"
     assert result is not None and result.passed
     assert result.champion is not None  # compared with v1 on the same holdout
     client = connect(store)
     assert registry.alias_version(client, "fraud-detector", "champion") == "2"
     assert registry.alias_version(client, "fraud-detector", "challenger") is None
-    assert promote(store, "2") is None  # already champion: nothing to do
+    assert promote(store, "2") == ("2", None)  # already champion: nothing to do
+    with pytest.raises(NotFoundError, match="no @challenger alias"):
+        promote(store, "@challenger")
 
 
 def test_weak_model_is_rejected_with_reason_and_exit_code(store: Settings) -> None:

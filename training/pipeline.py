@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from fraudcore.bundle import Bundle
+from fraudcore.errors import NotFoundError
 from fraudcore.modelstore import connect, load_model
 from fraudcore.settings import Settings
 from training import registry
@@ -55,10 +56,18 @@ def train_and_register(
     return Outcome(str(version.version), alias, result)
 
 
-def promote(settings: Settings, version: str, force: bool = False) -> GateResult | None:
-    """Make a version the champion after gating it against the current one on the same holdout."""
+def promote(settings: Settings, version: str, force: bool = False) -> tuple[str, GateResult | None]:
+    """Make a version (a number, or `@alias`) the champion after gating it against the current one.
+
+    Returns the version promoted and the gate's verdict (None when it already was the champion).
+    """
     client = connect(settings)
     name = settings.registered_model
+    if version.startswith("@"):
+        alias = version[1:]
+        version = registry.alias_version(client, name, alias) or ""
+        if not version:
+            raise NotFoundError(f"{name} has no @{alias} alias")
     registry.require_version(client, name, version)
     champion = registry.alias_version(client, name, registry.CHAMPION)
     result = None
@@ -72,7 +81,7 @@ def promote(settings: Settings, version: str, force: bool = False) -> GateResult
         if not result.passed and not force:
             raise GateRejectedError(f"version {version} not promoted: {result.summary()}")
     registry.set_champion(client, name, version)
-    return result
+    return version, result
 
 
 def _judge(

@@ -37,11 +37,11 @@ def list_command(ctx: typer.Context) -> None:
 @app.command("promote")
 def promote_command(
     ctx: typer.Context,
-    version: str = typer.Argument(..., help="Registered version to make @champion."),
+    version: str = typer.Argument(..., help="Version number, or an alias such as @challenger."),
     force: bool = typer.Option(False, "--force", help="Promote even if the gate rejects it."),
 ) -> None:
     """Make VERSION the champion after the validation gate compares it with the current one."""
     config = settings(ctx)
-    result = promote(config, version, force=force)
+    promoted, result = promote(config, version, force=force)
     verdict = "already champion" if result is None else result.summary()
-    console.print(f"{config.registered_model} version {version} → @champion (gate: {verdict})")
+    console.print(f"{config.registered_model} version {promoted} → @champion (gate: {verdict})")

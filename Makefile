@@ -1,0 +1,39 @@
+# Everything a user or CI runs. Each target installs what it needs (idempotent, cached).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+export FRAUD_CACHE_DIR ?= $(HOME)/.cache/fraud-detection
+UV = $(FRAUD_CACHE_DIR)/uv-0.13.8/bin/uv
+RUN = $(UV) run --frozen --all-extras
+
+.PHONY: help setup demo test test-python test-chart lint bench tools clean
+
+help: ## Show the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+setup: ## Install uv and the locked Python environment into .venv
+	@bash scripts/bootstrap.sh >/dev/null
+
+demo: setup ## Run the model lifecycle end to end on this machine
+	@bash scripts/demo.sh
+
+tools: ## Install helm, kube-apiserver, etcd and the CRDs for the chart tests (cached)
+	@bash scripts/tools.sh
+
+test: setup tools lint ## Lint, then the whole suite (unit, integration, chart) with coverage
+	$(RUN) pytest -m "not e2e" --cov --cov-report=term --cov-report=xml
+
+test-python: setup ## Only the Python tiers (no chart tools needed)
+	$(RUN) pytest -m "not e2e and not chart"
+
+test-chart: setup tools ## Only the chart tier (helm, schemas, kube-apiserver)
+	$(RUN) pytest -m chart
+
+lint: setup ## ruff lint and format check
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+
+bench: setup ## Predictor throughput and latency next to MLServer and the in-process ceiling
+	$(RUN) python -m benchmarks.run
+
+clean: ## Remove local state (.fraud/) and caches of this checkout
+	rm -rf .fraud .pytest_cache .ruff_cache .coverage coverage.xml bench-results
