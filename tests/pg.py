@@ -82,23 +82,22 @@ Fraud = Callable[..., CliResult]
 
 
 @pytest.fixture
-def fraud(
-    isolated_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> Iterator[Fraud]:
+def fraud(isolated_env: Path, capsys: pytest.CaptureFixture[str]) -> Iterator[Fraud]:
     """`fraud(*args, FRAUD_X="…")` runs the CLI with those environment variables and nothing else."""
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
 
     def run(*args: str, **env: str) -> CliResult:
-        for key, value in env.items():
-            monkeypatch.setenv(key, value)
-        monkeypatch.setattr(sys, "argv", ["fraud", *args])
         capsys.readouterr()
         code = 0
-        try:
-            main()
-        except SystemExit as e:
-            code = int(e.code or 0)
+        with pytest.MonkeyPatch.context() as patch:
+            for key, value in env.items():
+                patch.setenv(key, value)
+            patch.setattr(sys, "argv", ["fraud", *args])
+            try:
+                main()
+            except SystemExit as e:
+                code = int(e.code or 0)
         out, err = capsys.readouterr()
         return CliResult(code, out, err)
 

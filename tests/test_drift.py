@@ -1,0 +1,172 @@
+"""`fraud drift`: catches the generator's scenarios, stays quiet on clean traffic, reports and publishes."""
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import TEST_FRAUD_RATE, TrainedStore
+from pg import Fraud
+
+from fraudcore.modelstore import LoadedModel, connect, load_model
+from fraudcore.schema import FEATURES, LABEL
+from jobs.drift import check
+from jobs.window import Window
+from model_server.audit import AuditLog
+from training.synthetic import SCENARIOS, generate
+
+WINDOW_ROWS = 2_000
+WINDOWS = 20
+
+
+def window(seed: int, scenario: str | None = None, rows: int = WINDOW_ROWS) -> pd.DataFrame:
+    return generate(rows=rows, seed=seed, fraud_rate=TEST_FRAUD_RATE, scenario=scenario)
+
+
+def as_window(frame: pd.DataFrame) -> Window:
+    return Window(frame[list(FEATURES)].to_numpy(np.float32), frame[LABEL].to_numpy(np.int64), "generated")
+
+
+@pytest.fixture(scope="module")
+def champion(trained_store: TrainedStore) -> LoadedModel:
+    return load_model(f"models:/{trained_store.settings.registered_model}@champion", trained_store.settings)
+
+
+def test_false_positive_rate_on_clean_windows(champion: LoadedModel) -> None:
+    alarms = [check(champion, as_window(window(1_000 + i)))[0].detected for i in range(WINDOWS)]
+    assert sum(alarms) <= 3, f"{sum(alarms)} false alarms in {WINDOWS} clean windows of {WINDOW_ROWS} rows"
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_detects_each_scenario(champion: LoadedModel, scenario: str) -> None:
+    found = [check(champion, as_window(window(2_000 + i, scenario)))[0].detected for i in range(WINDOWS)]
+    assert sum(found) >= WINDOWS - 2, f"{scenario}: detected in {sum(found)} of {WINDOWS} windows"
+
+
+def test_new_fraud_pattern_shows_in_the_labelled_performance(champion: LoadedModel) -> None:
+    result, _, _ = check(champion, as_window(window(3_000, "new-fraud-pattern")))
+    assert result.performance is not None
+    assert {"V1", "V2", "V5"} <= set(result.drifted_features)
+    assert result.performance.recall is not None
+    assert result.performance.recall < result.performance.holdout_recall / 2
+
+
+class Pushgateway(BaseHTTPRequestHandler):
+    received: ClassVar[list[tuple[str, str, str]]] = []
+
+    def do_PUT(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"])).decode()
+        self.received.append((self.command, self.path, body))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def pushgateway() -> Iterator[str]:
+    Pushgateway.received = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Pushgateway)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def log_traffic(dsn: str, frame: pd.DataFrame, batch: int = 100) -> None:
+    log = AuditLog(dsn, buffer_rows=100_000, flush_interval_s=0.05)
+    log.start()
+    x = frame[list(FEATURES)].to_numpy(np.float32)
+    for start in range(0, len(x), batch):
+        part = x[start : start + batch]
+        scores = np.zeros(len(part), np.float32)
+        log.record(f"req-{start}", part, scores, scores > 0.5, "1", "champion", 0.001)
+    log.close()
+
+
+def test_drift_job_on_the_audit_log(
+    trained_store: TrainedStore, audit_dsn: str, pushgateway: str, tmp_path: Path, fraud: Fraud
+) -> None:
+    log_traffic(audit_dsn, window(4_000, "amount-inflation", rows=1_000))
+    env = {"FRAUD_HOME": str(trained_store.settings.home), "FRAUD_AUDIT_DSN": audit_dsn}
+
+    result = fraud("drift", "--out", str(tmp_path / "report"), FRAUD_PUSHGATEWAY_URL=pushgateway, **env)
+
+    assert result.code == 4, result.err
+    assert "drift detected" in result.out
+    assert "Amount" in result.out
+    found = json.loads((tmp_path / "report" / "drift.json").read_text())
+    assert found["detected"] is True
+    assert found["window_rows"] == 1_000
+    assert "Amount" in found["drifted_features"]
+    assert found["performance"] is None
+    page = (tmp_path / "report" / "drift.html").read_text()
+    assert page.count("<svg") == len(found["drifted_features"]) + found["score"]["drifted"]
+    [(method, path, body)] = Pushgateway.received
+    assert (method, path) == ("PUT", "/metrics/job/fraud-drift")
+    assert "fraud_drift_detected 1.0" in body
+    assert 'fraud_drift_p_value{feature="Amount"}' in body
+    for name in ("share_of_drifted_features", "score_p_value", "last_run_timestamp_seconds"):
+        assert f"fraud_drift_{name} " in body
+    client = connect(trained_store.settings)
+    experiment = client.get_experiment_by_name(trained_store.settings.experiment)
+    [run] = client.search_runs([experiment.experiment_id], "tags.`fraud.job` = 'drift'", max_results=1)
+    assert run.data.tags["drift_detected"] == "true"
+    assert {a.path for a in client.list_artifacts(run.info.run_id)} == {"drift.json", "drift.html"}
+
+    quiet = fraud("drift", "--rows", "600", "--since", "1h", "--out", str(tmp_path / "quiet"), **env)
+    assert quiet.code == 4, "the same traffic seen through a narrower window still drifts"
+
+
+def test_clean_csv_window_with_labels(trained_store: TrainedStore, tmp_path: Path, fraud: Fraud) -> None:
+    path = tmp_path / "window.csv"
+    window(5_001).to_csv(path, index=False)
+    result = fraud(
+        "drift", "--data", str(path), "--out", str(tmp_path), FRAUD_HOME=str(trained_store.settings.home)
+    )
+    assert result.code == 0, result.err
+    assert "no drift" in result.out
+    assert "champion on 2,000 labelled rows" in result.out
+    assert json.loads((tmp_path / "drift.json").read_text())["performance"]["labelled_rows"] == 2_000
+
+
+def test_classifier_detector(trained_store: TrainedStore, tmp_path: Path, fraud: Fraud) -> None:
+    path = tmp_path / "window.csv"
+    window(5_002, "amount-inflation", rows=1_000).drop(columns=[LABEL]).to_csv(path, index=False)
+    home = str(trained_store.settings.home)
+    result = fraud(
+        "drift", "--data", str(path), "--detector", "classifier", "--out", str(tmp_path), FRAUD_HOME=home
+    )
+    assert result.code == 4, result.err
+    assert "domain classifier: p =" in result.out
+
+
+def test_problems_are_one_line(
+    trained_store: TrainedStore, audit_dsn: str, tmp_path: Path, fraud: Fraud
+) -> None:
+    home = str(trained_store.settings.home)
+    small = tmp_path / "small.csv"
+    window(5_003, rows=100).to_csv(small, index=False)
+    cases = {
+        "too few rows": (["--data", str(small)], {}, "fewer than the 500 a drift check needs"),
+        "empty window": ([], {"FRAUD_AUDIT_DSN": audit_dsn}, "the window is empty"),
+        "database down": ([], {"FRAUD_AUDIT_DSN": "postgresql://fraud@127.0.0.1:1/fraud"}, "unreachable"),
+        "no database": ([], {}, "no audit database configured"),
+        "no champion": (
+            ["--data", str(small)],
+            {"FRAUD_HOME": str(tmp_path / "empty")},
+            "not in the registry",
+        ),
+    }
+    for name, (args, env, message) in cases.items():
+        result = fraud("drift", *args, **{"FRAUD_HOME": home, **env})
+        assert result.code == 1, name
+        assert result.err.startswith("error: "), (name, result.err)
+        assert message in result.err, (name, result.err)
+        assert len(result.err.strip().splitlines()) == 1, (name, result.err)
+    assert fraud("drift", "--since", "yesterday", FRAUD_HOME=home).code == 2
