@@ -123,7 +123,9 @@ def check_spec(name: str, datatype: Any, shape: Any, max_rows: int) -> np.dtype:
 def tensor(name: str, shape: list[int] | tuple[int, ...], values: np.ndarray) -> Tensor:
     size = math.prod(shape)
     if values.size != size:
-        raise InvalidRequestError(f"input {name!r} has {values.size} values but shape {list(shape)} needs {size}")
+        raise InvalidRequestError(
+            f"input {name!r} has {values.size} values but shape {list(shape)} needs {size}"
+        )
     return Tensor(name, tuple(shape), values.reshape(-1))
 
 

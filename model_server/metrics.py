@@ -15,7 +15,25 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 LABELS = ("model_version", "role")
-SCORE_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
+SCORE_BUCKETS = (
+    0.001,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.2,
+    0.3,
+    0.4,
+    0.5,
+    0.6,
+    0.7,
+    0.8,
+    0.9,
+    0.95,
+    0.99,
+    1.0,
+)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 16384, 65536)
 
 PREDICTIONS = Counter("fraud_predictions", "Scored transactions by decision.", ("decision", *LABELS))
@@ -48,7 +66,9 @@ class ScoreHistogram(Collector):
     def collect(self) -> Iterator[Metric]:
         family = HistogramMetricFamily("fraud_score", "Fraud probabilities returned.", labels=LABELS)
         with self._lock:
-            series = [(labels, np.cumsum(c).tolist(), self._sums[labels]) for labels, c in self._counts.items()]
+            series = [
+                (labels, np.cumsum(c).tolist(), self._sums[labels]) for labels, c in self._counts.items()
+            ]
         for labels, cumulative, total in series:
             les = [*map(floatToGoString, self._bounds), "+Inf"]
             family.add_metric(list(labels), list(zip(les, cumulative, strict=True)), total)

@@ -2,13 +2,14 @@
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
 from kserve import InferOutput, InferRequest, InferResponse, Model
 from kserve.metrics import PREDICT_HIST_TIME
 
-from fraudcore.bundle import Bundle
+from fraudcore.bundle import Bundle, XGBoostScorer
 from fraudcore.modelstore import LoadedModel, load_model
 from fraudcore.schema import FEATURES, N_FEATURES
 from fraudcore.settings import Settings
@@ -16,6 +17,7 @@ from model_server import codec
 from model_server.batching import MicroBatcher
 from model_server.errors import NotReadyError
 from model_server.metrics import ModelMetrics
+from model_server.trees import small_batch_scorer
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +87,7 @@ class FraudModel(Model):
         self.loaded = loaded
         self.metrics = ModelMetrics(loaded.version, self.role)
         self.metrics.announce(loaded.bundle.card.kind, loaded.bundle.card.threshold)
-        self._batcher = MicroBatcher(loaded.bundle.scorer.predict_proba, MICRO_BATCH_ROWS)
+        self._batcher = MicroBatcher(_predictor(loaded.bundle), MICRO_BATCH_ROWS)
         if self.settings.audit_dsn:
             from model_server.audit import AuditLog
 
@@ -198,3 +200,11 @@ class FraudModel(Model):
                 "features": list(FEATURES),
             },
         }
+
+
+def _predictor(bundle: Bundle) -> Callable[[np.ndarray], np.ndarray]:
+    """The bundle's scorer, with the numpy evaluator for small batches of an XGBoost model."""
+    scorer = bundle.scorer
+    if isinstance(scorer, XGBoostScorer):
+        return small_batch_scorer(scorer.booster, scorer.predict_proba, bundle.reference())
+    return scorer.predict_proba

@@ -1,14 +1,19 @@
-"""REST routes registered on KServe's app ahead of its own, and a request-id/token middleware.
+"""HTTP layer added to KServe's app: the scoring endpoints, model metadata, readiness, request ids, token.
 
-KServe's generic v2 route validates every number with pydantic; these routes read the same Open
-Inference Protocol bodies with orjson and numpy (see codec.py), answer client mistakes with a 4xx
-that names the problem, and log one JSON line per request.
+The two scoring endpoints (`POST /v2/models/{name}/infer`, `POST /v1/models/{name}:predict`) are
+answered by a plain ASGI middleware in front of KServe's router: KServe's generic v2 route parses
+every number through pydantic, while codec.py reads the same bodies with orjson and numpy. Everything
+else (health, metrics, repository, server metadata) is KServe's own, with two routes replaced:
+model metadata (which adds version, role, threshold and training metrics) and server readiness
+(which KServe reports even when no model is loaded).
 """
 
 import hmac
 import logging
+import random
+import re
 import time
-import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -24,111 +29,135 @@ from model_server.model import FraudModel
 
 logger = logging.getLogger("model_server.requests")
 
-REQUEST_ID_HEADER = "x-request-id"
-JSON_LENGTH_HEADER = "inference-header-content-length"
+REQUEST_ID_HEADER = b"x-request-id"
+JSON_LENGTH_HEADER = b"inference-header-content-length"
 PROTECTED_PREFIXES = ("/v1/models", "/v2/models", "/v2/repository")
 """Paths that need the shared token when one is set; health, metrics and server metadata do not."""
 
+_V2_INFER = re.compile(r"/v2/models/([^/]+)/infer")
+_V1_PREDICT = re.compile(r"/v1/models/([^/]+):predict")
+_JSON = [(b"content-type", b"application/json")]
+
+Headers = list[tuple[bytes, bytes]]
+Scored = tuple[bytes, Headers, int]
+"""A scoring endpoint's answer: body, headers and the number of rows scored."""
+Handler = Callable[[bytes, bytes | None, str, float], Awaitable[Scored]]
+
 
 def install(app: FastAPI, model: FraudModel, token: str | None) -> None:
-    """Add the middleware and routes; call before KServe registers its own (at server start)."""
+    """Add the middleware and routes; call before the server starts (KServe adds its routes after)."""
+    app.add_middleware(ScoringMiddleware, model=model, token=token)
     routes = Routes(model)
-    app.add_middleware(RequestContext, token=token, on_unauthorized=routes.unauthorized)
-    app.add_route("/v2/models/{model_name}/infer", routes.infer_v2, methods=["POST"])
-    app.add_route("/v1/models/{model_name}:predict", routes.predict_v1, methods=["POST"])
     app.add_route("/v2/models/{model_name}", routes.metadata, methods=["GET"])
     app.add_route("/v2/health/ready", routes.ready, methods=["GET"])
 
 
-class Routes:
-    """The request handlers; each one turns a FraudError into its status and a JSON error body."""
+class ScoringMiddleware:
+    """Request id on every response, the optional shared-token check, and the scoring endpoints."""
 
-    def __init__(self, model: FraudModel) -> None:
+    def __init__(self, app: ASGIApp, model: FraudModel, token: str | None) -> None:
+        self.app = app
         self.model = model
         self.max_rows = model.settings.max_batch_rows
+        self.expected = f"Bearer {token}".encode() if token else None
 
-    async def infer_v2(self, request: Request) -> Response:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
         started = time.perf_counter()
-        request_id = request.state.request_id
+        request_id = authorization = json_length = None
+        for key, value in scope["headers"]:
+            if key == REQUEST_ID_HEADER:
+                request_id = value
+            elif key == b"authorization":
+                authorization = value
+            elif key == JSON_LENGTH_HEADER:
+                json_length = value
+        if not request_id or len(request_id) > 200 or not request_id.isascii():
+            request_id = b"%032x" % random.getrandbits(128)
+        rid = request_id.decode()
+        path: str = scope["path"]
+        handler = self._handler(scope["method"], path)
+        if self.expected and path.startswith(PROTECTED_PREFIXES):
+            if authorization is None or not hmac.compare_digest(authorization, self.expected):
+                error = UnauthorizedError("missing or wrong bearer token (Authorization: Bearer <token>)")
+                status, body, headers = self._reject(error, scope, rid, started)
+                headers.append((b"www-authenticate", b"Bearer"))
+                await _respond(send, status, body, headers, request_id)
+                return
+        if handler is None:
+            scope.setdefault("state", {})["request_id"] = rid
+
+            async def send_with_id(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    message["headers"] = [*message.get("headers", ()), (REQUEST_ID_HEADER, request_id)]
+                await send(message)
+
+            await self.app(scope, receive, send_with_id)
+            return
+        score, name = handler
+        body = await _read_body(receive)
         try:
-            self._check_name(request)
-            length = request.headers.get(JSON_LENGTH_HEADER)
-            decoded = codec.decode_v2(await request.body(), _json_length(length), self.max_rows)
-            scores, decisions = await self.model.score(decoded.x, request_id, started)
-            body, json_length = codec.encode_v2(
-                self.model.name,
-                self.model.version,
-                decoded.id or request_id,
-                scores,
-                decisions,
-                decoded.binary_output,
-            )
+            if name != self.model.name:
+                raise UnknownModelError(
+                    f"model {name!r} is not served here; this server serves {self.model.name!r}"
+                )
+            content, headers, rows = await score(body, json_length, rid, started)
         except FraudError as e:
-            return self._reject(e, request, started)
-        headers = self.model.response_headers()
-        if json_length is not None:
-            headers[JSON_LENGTH_HEADER] = str(json_length)
-        self._log(request, 200, started, len(scores))
-        return Response(body, headers=headers, media_type="application/json")
+            status, content, headers = self._reject(e, scope, rid, started)
+        else:
+            status = 200
+            self._log(scope, status, rid, started, rows=rows)
+        await _respond(send, status, content, headers, request_id)
 
-    async def predict_v1(self, request: Request) -> Response:
-        started = time.perf_counter()
-        try:
-            self._check_name(request)
-            x = codec.decode_v1(await request.body(), self.max_rows)
-            scores, decisions = await self.model.score(x, request.state.request_id, started)
-        except FraudError as e:
-            return self._reject(e, request, started)
-        self._log(request, 200, started, len(scores))
-        body = codec.encode_v1(self.model.version, scores, decisions)
-        return Response(body, headers=self.model.response_headers(), media_type="application/json")
+    def _handler(self, method: str, path: str) -> tuple[Handler, str] | None:
+        if method != "POST":
+            return None
+        if match := _V2_INFER.fullmatch(path):
+            return self._infer_v2, match[1]
+        if match := _V1_PREDICT.fullmatch(path):
+            return self._predict_v1, match[1]
+        return None
 
-    async def metadata(self, request: Request) -> Response:
-        try:
-            self._check_name(request)
-            return _json(200, self.model.metadata(), self.model.response_headers())
-        except FraudError as e:
-            return self._reject(e, request, time.perf_counter())
-
-    async def ready(self, request: Request) -> Response:
-        if self.model.ready:
-            return _json(200, {"ready": True})
-        return _json(503, {"ready": False, "error": str(NotReadyError(self._not_ready_reason()))})
-
-    def unauthorized(self, scope: Scope) -> None:
-        self.model.metrics.rejected(UnauthorizedError.reason)
-        logger.info(
-            "refused %s: no valid bearer token",
-            scope["path"],
-            extra={"request_id": scope["state"]["request_id"], "status": 401, "reason": "unauthorized"},
+    async def _infer_v2(self, body: bytes, json_length: bytes | None, rid: str, started: float) -> Scored:
+        decoded = codec.decode_v2(body, _json_length(json_length), self.max_rows)
+        scores, decisions = await self.model.score(decoded.x, rid, started)
+        content, binary_length = codec.encode_v2(
+            self.model.name, self.model.version, decoded.id or rid, scores, decisions, decoded.binary_output
         )
+        headers = [*_JSON, *self._model_headers()]
+        if binary_length is not None:
+            headers.append((JSON_LENGTH_HEADER, str(binary_length).encode()))
+        return content, headers, len(scores)
 
-    def _check_name(self, request: Request) -> None:
-        name = request.path_params["model_name"]
-        if name != self.model.name:
-            raise UnknownModelError(f"model {name!r} is not served here; this server serves {self.model.name!r}")
+    async def _predict_v1(self, body: bytes, json_length: bytes | None, rid: str, started: float) -> Scored:
+        x = codec.decode_v1(body, self.max_rows)
+        scores, decisions = await self.model.score(x, rid, started)
+        content = codec.encode_v1(self.model.version, scores, decisions)
+        return content, [*_JSON, *self._model_headers()], len(scores)
 
-    def _not_ready_reason(self) -> str:
-        return f"model {self.model.name} is not loaded: {self.model.load_error or 'still loading'}"
+    def _model_headers(self) -> Headers:
+        return [(k.encode(), v.encode()) for k, v in self.model.response_headers().items()]
 
-    def _reject(self, error: FraudError, request: Request, started: float) -> Response:
+    def _reject(
+        self, error: FraudError, scope: Scope, rid: str, started: float
+    ) -> tuple[int, bytes, Headers]:
         reason = reason_of(error)
         self.model.metrics.rejected(reason)
-        self._log(request, error.status_code, started, 0, error=str(error), reason=reason)
-        return _json(error.status_code, {"error": str(error)}, self.model.response_headers())
+        self._log(scope, error.status_code, rid, started, rows=0, error=str(error), reason=reason)
+        return error.status_code, orjson.dumps({"error": str(error)}), [*_JSON, *self._model_headers()]
 
-    def _log(self, request: Request, status: int, started: float, rows: int, **fields: Any) -> None:
-        latency_ms = round((time.perf_counter() - started) * 1000, 3)
+    def _log(self, scope: Scope, status: int, rid: str, started: float, **fields: Any) -> None:
         logger.info(
             "%s %s %d",
-            request.method,
-            request.url.path,
+            scope["method"],
+            scope["path"],
             status,
             extra={
-                "request_id": request.state.request_id,
+                "request_id": rid,
                 "status": status,
-                "rows": rows,
-                "latency_ms": latency_ms,
+                "latency_ms": round((time.perf_counter() - started) * 1000, 3),
                 "model_version": self.model.version,
                 "role": self.model.role,
                 **fields,
@@ -136,52 +165,59 @@ class Routes:
         )
 
 
-def _json_length(value: str | None) -> int | None:
+async def _read_body(receive: Receive) -> bytes:
+    message = await receive()
+    body = message.get("body", b"")
+    if not message.get("more_body"):
+        return body
+    parts = [body]
+    while message.get("more_body"):
+        message = await receive()
+        parts.append(message.get("body", b""))
+    return b"".join(parts)
+
+
+async def _respond(send: Send, status: int, body: bytes, headers: Headers, request_id: bytes) -> None:
+    headers.append((b"content-length", str(len(body)).encode()))
+    headers.append((REQUEST_ID_HEADER, request_id))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _json_length(value: bytes | None) -> int | None:
     if value is None:
         return None
     try:
         return int(value)
     except ValueError as e:
-        raise codec.InvalidRequestError(f"{JSON_LENGTH_HEADER} must be a number, not {value!r}") from e
+        raise codec.InvalidRequestError(
+            f"inference-header-content-length must be a number, not {value!r}"
+        ) from e
+
+
+class Routes:
+    """Model metadata and server readiness, replacing KServe's versions of the same paths."""
+
+    def __init__(self, model: FraudModel) -> None:
+        self.model = model
+
+    async def metadata(self, request: Request) -> Response:
+        name = request.path_params["model_name"]
+        try:
+            if name != self.model.name:
+                raise UnknownModelError(
+                    f"model {name!r} is not served here; this server serves {self.model.name!r}"
+                )
+            return _json(200, self.model.metadata(), self.model.response_headers())
+        except FraudError as e:
+            return _json(e.status_code, {"error": str(e)})
+
+    async def ready(self, request: Request) -> Response:
+        if self.model.ready:
+            return _json(200, {"ready": True})
+        reason = f"model {self.model.name} is not loaded: {self.model.load_error or 'still loading'}"
+        return _json(503, {"ready": False, "error": str(NotReadyError(reason))})
 
 
 def _json(status: int, content: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps(content), status, headers, media_type="application/json")
-
-
-class RequestContext:
-    """Pure ASGI middleware: an `x-request-id` on every response (the caller's when sent) and the
-    optional shared-token check (`Authorization: Bearer <FRAUD_API_TOKEN>`) on model routes."""
-
-    def __init__(self, app: ASGIApp, token: str | None, on_unauthorized: Any) -> None:
-        self.app = app
-        self.expected = f"Bearer {token}".encode() if token else None
-        self.on_unauthorized = on_unauthorized
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        request_id = authorization = None
-        for key, value in scope["headers"]:
-            if key == b"x-request-id":
-                request_id = value
-            elif key == b"authorization":
-                authorization = value
-        if not request_id or len(request_id) > 200 or not request_id.isascii():
-            request_id = uuid.uuid4().hex.encode()
-        scope.setdefault("state", {})["request_id"] = request_id.decode()
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", ()), (b"x-request-id", request_id)]
-            await send(message)
-
-        if self.expected and scope["path"].startswith(PROTECTED_PREFIXES):
-            if authorization is None or not hmac.compare_digest(authorization, self.expected):
-                self.on_unauthorized(scope)
-                error = UnauthorizedError("missing or wrong bearer token (Authorization: Bearer <token>)")
-                response = _json(401, {"error": str(error)}, {"www-authenticate": "Bearer"})
-                await response(scope, receive, send_with_id)
-                return
-        await self.app(scope, receive, send_with_id)

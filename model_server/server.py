@@ -59,7 +59,9 @@ def serve(settings: Settings, options: ServerOptions) -> None:
     default, so Kubernetes restarts the pod); otherwise the server runs and reports not ready.
     """
     if options.workers != 1:
-        logger.error("--workers %d: this predictor runs one worker per pod; scale with replicas", options.workers)
+        logger.error(
+            "--workers %d: this predictor runs one worker per pod; scale with replicas", options.workers
+        )
         raise SystemExit(2)
     model = FraudModel(options.model_name, settings)
     if not model.load() and settings.fail_fast:
