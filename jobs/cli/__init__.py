@@ -7,7 +7,7 @@ import typer
 from fraudcore.errors import FraudError
 from fraudcore.logging import configure_logging
 from fraudcore.settings import Settings
-from jobs.cli import canary, data, drift, labels, models, retrain, train
+from jobs.cli import canary, data, drift, labels, models, retrain, serve, train
 from jobs.cli.common import ExitCode
 from training.gate import GateRejectedError
 
@@ -38,6 +38,7 @@ app.command(name="train")(train.train)
 app.command(name="drift")(drift.drift)
 app.add_typer(labels.app, name="labels")
 app.command(name="retrain")(retrain.retrain)
+app.command(name="serve")(serve.serve)
 
 
 def main() -> None:
