@@ -35,5 +35,7 @@ def configure_logging(level: str = "INFO", *, json_output: bool = True) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("alembic", "mlflow", "urllib3", "httpx", "git"):
+    for noisy in ("alembic", "urllib3", "httpx", "git"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # MLflow warns about its own defaults (pickled pyfunc, pip version) on every model it logs.
+    logging.getLogger("mlflow").setLevel(max(logging.ERROR, root.level))
