@@ -1,0 +1,111 @@
+"""`fraud retrain`: reference data plus labelled traffic from the audit log, gated, `@challenger`."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import TEST_FRAUD_RATE, make_settings
+from pg import Fraud
+
+from fraudcore.modelstore import connect
+from fraudcore.schema import FEATURES, LABEL
+from fraudcore.settings import Settings
+from model_server.audit import AuditLog
+from training import registry
+from training.data import load_source, synthetic_source
+from training.pipeline import train_and_register
+from training.synthetic import generate
+from training.train import TrainConfig
+
+ROWS, SEED = 20_000, 11
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Settings:
+    """A store of its own (aliases move here) with a logistic champion."""
+    settings = make_settings(tmp_path / ".fraud")
+    source = synthetic_source(ROWS, SEED, fraud_rate=TEST_FRAUD_RATE)
+    train_and_register(settings, TrainConfig(kind="logistic", seed=SEED), source)
+    return settings
+
+
+def log_traffic(dsn: str, frame: pd.DataFrame, batch: int = 100) -> pd.DataFrame:
+    """Score-log the frame in requests of `batch` rows; returns the matching label file rows."""
+    log = AuditLog(dsn, buffer_rows=100_000, flush_interval_s=0.05)
+    log.start()
+    x = frame[list(FEATURES)].to_numpy(np.float32)
+    for start in range(0, len(x), batch):
+        part = x[start : start + batch]
+        scores = np.zeros(len(part), np.float32)
+        log.record(f"req-{start}", part, scores, scores > 0.5, "1", "champion", 0.001)
+    log.close()
+    return pd.DataFrame(
+        {
+            "request_id": [f"req-{i - i % batch}" for i in range(len(frame))],
+            "row": [i % batch for i in range(len(frame))],
+            "label": frame[LABEL].to_numpy(),
+        }
+    )
+
+
+def test_retrain_after_drift_makes_a_gated_challenger(
+    store: Settings, audit_dsn: str, tmp_path: Path, fraud: Fraud
+) -> None:
+    env = {"FRAUD_HOME": str(store.home), "FRAUD_AUDIT_DSN": audit_dsn}
+    name = store.registered_model
+    traffic = generate(rows=3_000, seed=12, scenario="new-fraud-pattern")
+    labels = log_traffic(audit_dsn, traffic)
+
+    skipped = fraud("retrain", "--only-on-drift", **env)
+    assert (skipped.code, skipped.out.strip()) == (0, "nothing to retrain: no drift check has run yet")
+    unlabelled = fraud("retrain", **env)
+    assert unlabelled.code == 0
+    assert "nothing to retrain: no labelled transactions" in unlabelled.out
+
+    labels.to_csv(tmp_path / "labels.csv", index=False)
+    assert fraud("labels", "ingest", str(tmp_path / "labels.csv"), **env).code == 0
+    assert fraud("drift", "--out", str(tmp_path / "report"), **env).code == 4
+
+    strict = fraud("retrain", "--only-on-drift", FRAUD_GATE_MIN_PR_AUC="0.99", **env)
+    assert strict.code == 3
+    assert strict.err.strip().splitlines()[-1].startswith("rejected: version 2 rejected: PR-AUC")
+    client = connect(store)
+    assert client.get_model_version(name, "2").tags[registry.STATUS_TAG] == "rejected"
+    assert registry.alias_version(client, name, registry.CHALLENGER) is None
+
+    result = fraud("retrain", "--only-on-drift", **env)
+    assert result.code == 0, result.err
+    assert f"{name} version 3 → @challenger" in result.out
+    assert "trained with 3,000 labelled rows" in result.out
+    assert registry.alias_version(client, name, registry.CHALLENGER) == "3"
+
+    # The new version's data can be loaded again: promotion re-gates it on the same holdout.
+    run_id = client.get_model_version(name, "3").tags["run_id"]
+    source = client.get_run(run_id).data.params["data_source"]
+    assert source.startswith(synthetic_source(ROWS, SEED, fraud_rate=TEST_FRAUD_RATE) + " + runs:/")
+    assert len(load_source(source)) == ROWS + len(traffic)
+    promoted = fraud("models", "promote", "@challenger", **env)
+    assert promoted.code == 0, promoted.err
+    assert registry.alias_version(client, name, registry.CHAMPION) == "3"
+    assert client.get_model_version(name, "3").tags[registry.STATUS_TAG] == "passed"
+
+
+def test_retrain_from_a_labelled_csv(store: Settings, tmp_path: Path, fraud: Fraud) -> None:
+    path = tmp_path / "labelled.csv"
+    generate(rows=2_000, seed=13, fraud_rate=TEST_FRAUD_RATE, scenario="amount-inflation").to_csv(
+        path, index=False
+    )
+    result = fraud("retrain", "--data", str(path), FRAUD_HOME=str(store.home))
+    assert result.code == 0, result.err
+    assert "version 2 → @challenger" in result.out
+    assert "champion on the same holdout" in result.out
+
+
+def test_retrain_needs_a_champion(tmp_path: Path, fraud: Fraud) -> None:
+    path = tmp_path / "labelled.csv"
+    generate(rows=1_000, seed=14).to_csv(path, index=False)
+    result = fraud("retrain", "--data", str(path), FRAUD_HOME=str(tmp_path / ".fraud"))
+    assert result.code == 1
+    assert "not in the registry" in result.err
+    assert len(result.err.strip().splitlines()) == 1
