@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Installs the chart-tier tools into a project-owned cache, building them from Go modules:
-#   helm, kube-apiserver, etcd                     -> $FRAUD_CACHE_DIR/bin
+#   helm, kube-apiserver, etcd, promql-check       -> $FRAUD_CACHE_DIR/bin
 #   KServe, Gateway API, prometheus-operator CRDs  -> $FRAUD_CACHE_DIR/crds/<source>
 #   Kubernetes OpenAPI v3 spec (built-in schemas)  -> $FRAUD_CACHE_DIR/openapi/kubernetes
 # Idempotent: each item is keyed by its pinned version and skipped when present.
-# Usage: scripts/tools.sh [all|helm|kube-apiserver|etcd|crds|openapi]...   (default: all)
+# Usage: scripts/tools.sh [all|helm|kube-apiserver|etcd|promql-check|crds|openapi]...  (default: all)
 # Prints `export PATH=...` hints on success; exits non-zero with one line on failure.
 set -euo pipefail
 
@@ -15,6 +15,7 @@ KSERVE_VERSION=v0.20.0
 GATEWAY_API_VERSION=v1.5.1
 PROMETHEUS_OPERATOR_VERSION=v0.85.0
 
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
 CACHE="${FRAUD_CACHE_DIR:-$HOME/.cache/fraud-detection}"
 BIN="$CACHE/bin"
 export GOMODCACHE="$CACHE/go/mod" GOCACHE="$CACHE/go/build" GOFLAGS="-mod=mod -buildvcs=false"
@@ -86,6 +87,20 @@ install_kube_apiserver() {
     "$vf -X k8s.io/client-go/pkg/version.gitVersion=$KUBERNETES_VERSION"
 }
 
+install_promql_check() {
+  # Our own small Go program (scripts/promql-check) around Prometheus' PromQL parser; keyed by
+  # the hash of its sources so an edit rebuilds it.
+  local src="$ROOT/scripts/promql-check" version dest
+  version=$(cat "$src/go.mod" "$src/go.sum" "$src/main.go" | sha256sum | cut -c1-12)
+  cached promql-check "$version" && return
+  step="promql-check $version"; log "$step: building"
+  dest="$CACHE/tools/promql-check-$version"; mkdir -p "$dest"
+  (cd "$src" && GOWORK=off nice -n 10 go build -trimpath -ldflags "-s -w" -o "$dest/promql-check.tmp" .) \
+    || die "go build scripts/promql-check"
+  mv "$dest/promql-check.tmp" "$dest/promql-check"; ln -sfn "$dest/promql-check" "$BIN/promql-check"
+  log "$step: done"
+}
+
 # copy_yaml SRC_DIR DEST_DIR : copies *.yaml of one directory (no recursion) into a versioned dir.
 copy_yaml() {
   local src=$1 dest=$2
@@ -131,12 +146,13 @@ install_openapi() {
 }
 
 main() {
-  local what=("$@"); [[ ${#what[@]} -eq 0 || ${what[0]} == all ]] && what=(helm etcd kube-apiserver crds openapi)
+  local what=("$@"); [[ ${#what[@]} -eq 0 || ${what[0]} == all ]] && what=(helm etcd kube-apiserver promql-check crds openapi)
   for w in "${what[@]}"; do
     case $w in
       helm) install_helm ;; etcd) install_etcd ;; kube-apiserver) install_kube_apiserver ;;
+      promql-check) install_promql_check ;;
       crds) install_crds ;; openapi) install_openapi ;;
-      *) step="arguments"; die "unknown item '$w' (expected all|helm|etcd|kube-apiserver|crds|openapi)" ;;
+      *) step="arguments"; die "unknown item '$w' (expected all|helm|etcd|kube-apiserver|promql-check|crds|openapi)" ;;
     esac
   done
   step=""

@@ -124,7 +124,7 @@ def status(
     console.print(table)
 
 
-@app.command("set")
+@app.command("set", context_settings={"ignore_unknown_options": True})
 def set_weight(
     percent: Annotated[str, typer.Argument(help="Share of traffic for the challenger, 0-100.")],
     challenger_version: Annotated[

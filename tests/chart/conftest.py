@@ -28,7 +28,7 @@ FIELD_MANAGER = "fraud-chart-tests"
 pytestmark = pytest.mark.chart
 
 
-def _require(paths: dict[str, Path]) -> None:
+def require_tools(paths: dict[str, Path]) -> None:
     missing = [name for name, p in paths.items() if not p.exists()]
     if not missing:
         return
@@ -41,7 +41,7 @@ def _require(paths: dict[str, Path]) -> None:
 @pytest.fixture(scope="session")
 def helm_bin() -> Path:
     path = CACHE / "bin" / "helm"
-    _require({"helm": path})
+    require_tools({"helm": path})
     return path
 
 
@@ -82,7 +82,7 @@ def render(helm: Callable[..., subprocess.CompletedProcess]) -> Callable[..., li
 @pytest.fixture(scope="session")
 def crd_docs() -> list[dict]:
     dirs = {name: CACHE / "crds" / name for name in CRD_SOURCES}
-    _require(dirs)
+    require_tools(dirs)
     docs = [d for path in dirs.values() for d in cluster.load_yaml_dir(path)]
     return [d for d in docs if d.get("kind") == "CustomResourceDefinition"]
 
@@ -90,7 +90,7 @@ def crd_docs() -> list[dict]:
 @pytest.fixture(scope="session")
 def openapi_dir() -> Path:
     path = CACHE / "openapi" / "kubernetes"
-    _require({"Kubernetes OpenAPI spec": path})
+    require_tools({"Kubernetes OpenAPI spec": path})
     return path
 
 
@@ -100,7 +100,7 @@ def control_plane(
 ) -> Iterator[cluster.ControlPlane]:
     """etcd + kube-apiserver with the KServe, Gateway API and prometheus-operator CRDs installed."""
     bins = {name: CACHE / "bin" / name for name in ("etcd", "kube-apiserver")}
-    _require(bins)
+    require_tools(bins)
     plane = cluster.start(CACHE / "bin", tmp_path_factory.mktemp("control-plane"))
     try:
         kube = cluster.Kube(plane.kubeconfig)

@@ -34,7 +34,13 @@ def pod_templates(obj: dict) -> Iterator[tuple[str, dict, dict]]:
     spec = obj.get("spec", {})
     if kind in {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"}:
         tmpl = spec["template"]
-        yield f"{kind}/{name}", tmpl.get("metadata", {}).get("labels", {}), tmpl["spec"]
+        pod = dict(tmpl["spec"])
+        # The StatefulSet controller adds one volume per claim template.
+        claims = [c["metadata"]["name"] for c in spec.get("volumeClaimTemplates", [])]
+        pod["volumes"] = pod.get("volumes", []) + [
+            {"name": c, "persistentVolumeClaim": {"claimName": f"{c}-{name}-0"}} for c in claims
+        ]
+        yield f"{kind}/{name}", tmpl.get("metadata", {}).get("labels", {}), pod
     elif kind == "CronJob":
         tmpl = spec["jobTemplate"]["spec"]["template"]
         yield f"{kind}/{name}", tmpl.get("metadata", {}).get("labels", {}), tmpl["spec"]

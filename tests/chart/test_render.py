@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.chart.conftest import CHART, CI_VALUES, REPO
+from tests.chart.conftest import CACHE, CHART, CI_VALUES, REPO, require_tools
 from tests.chart.podspecs import long_running, pod_templates
 from tests.chart.schemas import SchemaIndex
 
@@ -337,3 +337,36 @@ def test_skaffold_sets_both_images() -> None:
     assert tmpl["predictor.image.repository"] == "{{.IMAGE_REPO_fraud_detection_predictor}}"
     assert tmpl["jobs.image.tag"] == "{{.IMAGE_TAG_fraud_detection_jobs}}"
     assert "kind" in {p["name"] for p in config["profiles"]}
+
+
+@pytest.fixture(scope="session")
+def promql_check() -> Path:
+    path = CACHE / "bin" / "promql-check"
+    require_tools({"promql-check": path})
+    return path
+
+
+def test_every_promql_expression_parses(rendered: dict[str, list[dict]], promql_check: Path) -> None:
+    """Rules and dashboard queries go through Prometheus' own PromQL parser."""
+    rule = next(o for o in rendered["monitoring-values"] if o["kind"] == "PrometheusRule")
+    exprs = {
+        f"rule {r.get('alert') or r.get('record')}": r["expr"]
+        for g in rule["spec"]["groups"]
+        for r in g["rules"]
+    }
+    dashboard = json.loads((CHART / "dashboards" / "fraud-detection.json").read_text())
+    grafana_vars = {"$__rate_interval": "5m", "$namespace": "fraud", "$role": "champion"}
+    for panel in dashboard["panels"]:
+        for target in panel.get("targets", []):
+            expr = target["expr"]
+            for var, value in grafana_vars.items():
+                expr = expr.replace(var, value)
+            exprs[f"panel {panel['title']!r} {target['refId']}"] = expr
+    proc = subprocess.run(
+        [str(promql_check)], input=json.dumps(exprs), capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    broken = subprocess.run(
+        [str(promql_check)], input=json.dumps({"x": "rate(x[5m)"}), capture_output=True, text=True
+    )
+    assert broken.returncode == 1

@@ -1,0 +1,296 @@
+"""`fraud canary` against a real kube-apiserver holding the chart's objects (no KServe controller:
+where a test needs the champion to become Ready, it writes the status as KServe would)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+from typer.testing import CliRunner
+
+from jobs.cli import app
+from tests.chart import cluster
+from tests.chart.conftest import CHART, REPO
+from training.registry import CHALLENGER, CHAMPION, STATUS_TAG, set_challenger, set_champion
+
+pytestmark = pytest.mark.chart
+
+ISVC = "serving.kserve.io/v1beta1"
+ROUTE = "gateway.networking.k8s.io/v1"
+NAME = "fraud-fraud-detection"
+MODEL = "fraud-detector"
+
+
+@dataclass
+class Release:
+    kube: cluster.Kube
+    namespace: str
+    kubeconfig: Path
+    tracking_uri: str
+
+    def uri(self, isvc: str) -> str:
+        obj = self.kube.get(ISVC, "InferenceService", isvc, self.namespace)
+        return obj["spec"]["predictor"]["containers"][0]["env"][0]["value"]
+
+    def weights(self) -> list[int]:
+        route = self.kube.get(ROUTE, "HTTPRoute", NAME, self.namespace)
+        return [r["weight"] for r in route["spec"]["rules"][0]["backendRefs"]]
+
+    def versions(self) -> dict[str, str]:
+        return {"champion": self.uri(f"{NAME}-champion"), "challenger": self.uri(f"{NAME}-challenger")}
+
+    def resource_versions(self) -> tuple[str, ...]:
+        objs = [("InferenceService", f"{NAME}-champion"), ("InferenceService", f"{NAME}-challenger")]
+        out = tuple(
+            self.kube.get(ISVC, kind, name, self.namespace)["metadata"]["resourceVersion"]
+            for kind, name in objs
+        )
+        return (*out, self.kube.get(ROUTE, "HTTPRoute", NAME, self.namespace)["metadata"]["resourceVersion"])
+
+    def canary(self, *args: str, kubeconfig: Path | None = None) -> tuple[int, str]:
+        """Run `fraud canary ARGS` in-process, as the console script would."""
+        argv = ["canary", *args, "-n", self.namespace, "--kubeconfig", str(kubeconfig or self.kubeconfig)]
+        result = CliRunner().invoke(app, argv, env={"MLFLOW_TRACKING_URI": self.tracking_uri})
+        if result.exception and not isinstance(result.exception, SystemExit):
+            raise result.exception
+        return result.exit_code, result.output
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, MlflowClient]:
+    """An MLflow registry with versions 1-5 of the model; @champion 3, @challenger 4."""
+    uri = f"sqlite:///{tmp_path_factory.mktemp('registry') / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client.create_registered_model(MODEL)
+    for _ in range(5):
+        client.create_model_version(MODEL, source="file:///dev/null")
+    return uri, client
+
+
+@pytest.fixture
+def release(
+    kube: cluster.Kube,
+    control_plane: cluster.ControlPlane,
+    render: Callable[..., list[dict]],
+    restricted_namespace: str,
+    registry: tuple[str, MlflowClient],
+) -> Release:
+    """The chart's canary scenario (champion v3, challenger v4, 90/10) applied to the API server."""
+    uri, client = registry
+    set_champion(client, MODEL, "3")
+    set_challenger(client, MODEL, "4")
+    for obj in render("-f", str(CHART / "ci" / "canary-values.yaml"), namespace=restricted_namespace):
+        kube.apply(obj, namespace=restricted_namespace)
+    return Release(kube, restricted_namespace, control_plane.kubeconfig, uri)
+
+
+def test_status(release: Release) -> None:
+    code, out = release.canary("status")
+    assert code == 0, out
+    assert re.search(r"champion\s*│\s*3\s*│\s*90\b", out), out
+    assert re.search(r"challenger\s*│\s*4\s*│\s*10\b", out), out
+    assert "Standard mode" in out
+
+
+def test_set_moves_only_the_weights_and_is_idempotent(release: Release) -> None:
+    before = release.resource_versions()
+    code, out = release.canary("set", "25")
+    assert code == 0, out
+    assert "set: weights 75/25" in out
+    assert release.weights() == [75, 25]
+    after = release.resource_versions()
+    assert after[:2] == before[:2], "InferenceServices untouched"
+    code, out = release.canary("set", "25%")
+    assert code == 0
+    assert "nothing to change" in out
+    assert release.resource_versions() == after
+
+
+def test_set_can_point_the_challenger_at_a_version(release: Release) -> None:
+    code, out = release.canary("set", "5", "--challenger-version", "5")
+    assert code == 0, out
+    assert release.versions() == {"champion": f"models:/{MODEL}/3", "challenger": f"models:/{MODEL}/5"}
+    assert release.weights() == [95, 5]
+
+
+@pytest.mark.parametrize("bad", ["150", "-1", "ten", "12.5", "101%"])
+def test_bad_percentage_is_refused_with_one_line(release: Release, bad: str) -> None:
+    before = release.resource_versions()
+    code, out = release.canary("set", bad)
+    assert code == 2
+    assert out.strip().splitlines() == [
+        f"error: percentage must be a whole number from 0 to 100, got '{bad}'"
+    ]
+    assert release.resource_versions() == before
+
+
+def test_promote(release: Release, registry: tuple[str, MlflowClient]) -> None:
+    _, client = registry
+    code, out = release.canary("promote", "--no-wait")
+    assert code == 0, out
+    assert release.versions() == {"champion": f"models:/{MODEL}/4", "challenger": f"models:/{MODEL}/4"}
+    assert release.weights() == [100, 0]
+    model = client.get_registered_model(MODEL)
+    assert str(model.aliases.get(CHAMPION)) == "4"
+    assert CHALLENGER not in model.aliases
+    before = release.resource_versions()
+    code, out = release.canary("promote", "--no-wait")
+    assert code == 0
+    assert "promote: nothing to change" in out
+    assert release.resource_versions() == before
+
+
+def test_promote_moves_traffic_only_after_the_rolling_update(release: Release) -> None:
+    """With --wait, the weights stay 90/10 until KServe reports the champion Ready again."""
+    ns, champion = release.namespace, f"{NAME}-champion"
+    result: dict[str, tuple[int, str]] = {}
+    worker = threading.Thread(target=lambda: result.update(run=release.canary("promote", "--timeout", "60")))
+    worker.start()
+    deadline = time.monotonic() + 30
+    while release.uri(champion) != f"models:/{MODEL}/4" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert release.uri(champion) == f"models:/{MODEL}/4"
+    time.sleep(1.0)
+    assert release.weights() == [90, 10], "traffic must not move before the champion is Ready"
+    isvc = release.kube.get(ISVC, "InferenceService", champion, ns)
+    status = {
+        "observedGeneration": isvc["metadata"]["generation"],
+        "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"}],
+    }
+    release.kube.resource(ISVC, "InferenceService").status.patch(
+        name=champion, namespace=ns, body={"status": status}, content_type="application/merge-patch+json"
+    )
+    worker.join(timeout=60)
+    assert result["run"][0] == 0, result["run"][1]
+    assert release.weights() == [100, 0]
+
+
+def test_rollback(release: Release, registry: tuple[str, MlflowClient]) -> None:
+    _, client = registry
+    code, out = release.canary("rollback")
+    assert code == 0, out
+    assert release.weights() == [100, 0]
+    assert release.versions()["champion"] == f"models:/{MODEL}/3"
+    assert client.get_model_version(MODEL, "4").tags[STATUS_TAG] == "rejected"
+    assert CHALLENGER not in client.get_registered_model(MODEL).aliases
+    before = release.resource_versions()
+    code, out = release.canary("rollback")
+    assert code == 0
+    assert "rollback: nothing to change" in out
+    assert release.resource_versions() == before
+
+
+def test_canary_service_account_can_run_every_command(
+    release: Release, control_plane: cluster.ControlPlane, tmp_path: Path
+) -> None:
+    """The chart's least-privilege Role is enough for the whole canary cycle."""
+    token = release.kube.service_account_token(release.namespace, f"{NAME}-canary")
+    kubeconfig = control_plane.kubeconfig_for_token(token, tmp_path / "sa.kubeconfig", release.namespace)
+    for args in (
+        ("status",),
+        ("set", "50"),
+        ("promote", "--no-wait", "--no-registry"),
+        ("rollback", "--no-registry"),
+    ):
+        code, out = release.canary(*args, kubeconfig=kubeconfig)
+        assert code == 0, (args, out)
+    assert release.weights() == [100, 0]
+
+
+def test_unknown_release_is_one_clear_error(release: Release) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from jobs.cli import main; main()",
+            "canary",
+            "status",
+            "-n",
+            release.namespace,
+            "--kubeconfig",
+            str(release.kubeconfig),
+            "--name",
+            "nope",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        f"error: no InferenceService nope-champion or nope in namespace {release.namespace} "
+        "(--name is the release's full name, as printed by helm install)"
+    ]
+
+
+def test_kubectl_plugin(release: Release) -> None:
+    """`kubectl fraud status` is `fraud canary status`."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.run(
+        [
+            str(REPO / "scripts" / "kubectl-fraud"),
+            "status",
+            "-n",
+            release.namespace,
+            "--kubeconfig",
+            str(release.kubeconfig),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "challenger" in proc.stdout
+
+
+def test_knative_mode(
+    kube: cluster.Kube,
+    control_plane: cluster.ControlPlane,
+    render: Callable[..., list[dict]],
+    restricted_namespace: str,
+) -> None:
+    ns = restricted_namespace
+    for obj in render("-f", str(CHART / "ci" / "knative-values.yaml"), namespace=ns):
+        kube.apply(obj, namespace=ns)
+    rel = Release(kube, ns, control_plane.kubeconfig, "")
+
+    def isvc() -> tuple[dict, dict, dict]:
+        obj = kube.get(ISVC, "InferenceService", NAME, ns)
+        env = {e["name"]: e.get("value") for e in obj["spec"]["predictor"]["containers"][0]["env"]}
+        return obj["spec"]["predictor"], env, obj["metadata"]["annotations"]
+
+    predictor, env, _ = isvc()
+    assert (predictor["canaryTrafficPercent"], env["FRAUD_MODEL_URI"]) == (20, f"models:/{MODEL}/4")
+
+    assert rel.canary("set", "30")[0] == 0
+    assert isvc()[0]["canaryTrafficPercent"] == 30
+
+    assert rel.canary("rollback", "--no-registry")[0] == 0
+    predictor, env, _ = isvc()
+    assert "canaryTrafficPercent" not in predictor
+    assert (env["FRAUD_MODEL_URI"], env["FRAUD_MODEL_ROLE"]) == (f"models:/{MODEL}/3", "champion")
+
+    assert rel.canary("set", "10", "--challenger-version", "5")[0] == 0
+    predictor, env, ann = isvc()
+    assert predictor["canaryTrafficPercent"] == 10
+    assert (env["FRAUD_MODEL_URI"], env["FRAUD_MODEL_ROLE"]) == (f"models:/{MODEL}/5", "challenger")
+    assert ann["fraud-detection.io/challenger-version"] == "5"
+
+    code, out = rel.canary("promote", "--no-wait", "--no-registry")
+    assert code == 0, out
+    predictor, env, ann = isvc()
+    assert "canaryTrafficPercent" not in predictor
+    assert (env["FRAUD_MODEL_URI"], env["FRAUD_MODEL_ROLE"]) == (f"models:/{MODEL}/5", "champion")
+    assert ann["fraud-detection.io/champion-version"] == "5"
+    assert "promote: nothing to change" in rel.canary("promote", "--no-wait", "--no-registry")[1]
