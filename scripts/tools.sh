@@ -28,10 +28,16 @@ die() { printf 'tools.sh: %s failed: %s\n' "${step:-setup}" "$*" >&2; step=""; e
 trap 'rc=$?; [[ $rc -ne 0 && -n $step ]] && printf "tools.sh: %s failed (exit %s); see output above\n" "${step:-setup}" "$rc" >&2' EXIT
 
 command -v go >/dev/null || die "Go toolchain not found (need go >= 1.24 on PATH or in /usr/local/go/bin)"
-mkdir -p "$BIN" "$CACHE/tools" "$CACHE/crds" "$CACHE/openapi"
+mkdir -p "$BIN" "$CACHE/tools" "$CACHE/crds" "$CACHE/openapi" "$CACHE/logs"
+LOG="$CACHE/logs/tools.log"   # the Go toolchain's own output goes here, not to the terminal
+: >"$LOG"
 
 # moddir MODULE@VERSION -> prints the extracted module directory (downloads on first use).
-moddir() { go mod download -json "$1" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p'; }
+moddir() {
+  local json
+  json=$(go mod download -json "$1" 2>>"$LOG") || { printf '%s\n' "$json" >>"$LOG"; return 1; }
+  sed -n 's/^\t"Dir": "\(.*\)",$/\1/p' <<<"$json"
+}
 
 # cached NAME VERSION : true (and bin/NAME linked) when that version is already built.
 cached() {
@@ -47,7 +53,7 @@ build() {
   work=$(mktemp -d); mkdir -p "$dest"
   printf 'module fraud.local/tools/%s\n\ngo 1.24\n\n%s\n' "$name" "$gomod" >"$work/go.mod"
   (cd "$work" && GOWORK=off nice -n 10 go build -trimpath -ldflags "-s -w $ldflags" -o "$dest/$name.tmp" "$pkg") \
-    || { rm -rf "$work"; die "go build $pkg"; }
+    >>"$LOG" 2>&1 || { rm -rf "$work"; die "go build $pkg (details: $LOG)"; }
   rm -rf "$work"; mv "$dest/$name.tmp" "$dest/$name"; ln -sfn "$dest/$name" "$BIN/$name"
   log "$step: done"
 }
@@ -56,7 +62,7 @@ install_helm() {
   cached helm "$HELM_VERSION" && return
   # Like helm's Makefile: the default Kubernetes version of `helm template`/`lint` follows client-go.
   local dir minor p=helm.sh/helm/v3
-  dir=$(moddir "$p@$HELM_VERSION") || die "go mod download $p"
+  dir=$(moddir "$p@$HELM_VERSION") || die "go mod download $p (details: $LOG)"
   minor=$(sed -n 's#^\tk8s.io/client-go v0\.\([0-9]*\)\..*#\1#p' "$dir/go.mod")
   [[ -n $minor ]] || die "client-go version not found in $p go.mod"
   build helm "$HELM_VERSION" $p/cmd/helm "require $p $HELM_VERSION" \
@@ -77,7 +83,7 @@ install_kube_apiserver() {
   # k8s.io/kubernetes replaces its staging modules with local paths; the wrapper pins each
   # staging module to the matching published v0.X.Y instead.
   local dir m reps="" v0="v0.${KUBERNETES_VERSION#v1.}"
-  dir=$(moddir "k8s.io/kubernetes@$KUBERNETES_VERSION") || die "go mod download k8s.io/kubernetes"
+  dir=$(moddir "k8s.io/kubernetes@$KUBERNETES_VERSION") || die "go mod download k8s.io/kubernetes (details: $LOG)"
   for m in $(sed -n 's#^\t\(k8s.io/[a-z0-9-]*\) => ./staging/.*#\1#p' "$dir/go.mod"); do
     reps+="replace $m => $m $v0"$'\n'
   done
@@ -96,7 +102,7 @@ install_promql_check() {
   step="promql-check $version"; log "$step: building"
   dest="$CACHE/tools/promql-check-$version"; mkdir -p "$dest"
   (cd "$src" && GOWORK=off nice -n 10 go build -trimpath -ldflags "-s -w" -o "$dest/promql-check.tmp" .) \
-    || die "go build scripts/promql-check"
+    >>"$LOG" 2>&1 || die "go build scripts/promql-check (details: $LOG)"
   mv "$dest/promql-check.tmp" "$dest/promql-check"; ln -sfn "$dest/promql-check" "$BIN/promql-check"
   log "$step: done"
 }
@@ -114,18 +120,18 @@ install_crds() {
   local d
   step="KServe CRDs $KSERVE_VERSION"
   if [[ ! -d "$CACHE/crds/kserve-$KSERVE_VERSION" ]]; then
-    log "$step: downloading"; d=$(moddir "github.com/kserve/kserve@$KSERVE_VERSION") || die "go mod download"
+    log "$step: downloading"; d=$(moddir "github.com/kserve/kserve@$KSERVE_VERSION") || die "go mod download (details: $LOG)"
     copy_yaml "$d/config/crd/full" "$CACHE/crds/kserve-$KSERVE_VERSION"
   fi
   step="Gateway API CRDs $GATEWAY_API_VERSION"
   if [[ ! -d "$CACHE/crds/gateway-api-$GATEWAY_API_VERSION" ]]; then
-    log "$step: downloading"; d=$(moddir "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION") || die "go mod download"
+    log "$step: downloading"; d=$(moddir "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION") || die "go mod download (details: $LOG)"
     copy_yaml "$d/config/crd/standard" "$CACHE/crds/gateway-api-$GATEWAY_API_VERSION"
   fi
   step="prometheus-operator CRDs $PROMETHEUS_OPERATOR_VERSION"
   if [[ ! -d "$CACHE/crds/prometheus-operator-$PROMETHEUS_OPERATOR_VERSION" ]]; then
     log "$step: downloading"
-    d=$(moddir "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION") || die "go mod download"
+    d=$(moddir "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION") || die "go mod download (details: $LOG)"
     copy_yaml "$d/example/prometheus-operator-crd" "$CACHE/crds/prometheus-operator-$PROMETHEUS_OPERATOR_VERSION"
   fi
   for src in kserve-$KSERVE_VERSION gateway-api-$GATEWAY_API_VERSION prometheus-operator-$PROMETHEUS_OPERATOR_VERSION; do
@@ -138,7 +144,7 @@ install_openapi() {
   step="Kubernetes OpenAPI $KUBERNETES_VERSION"
   local dest="$CACHE/openapi/kubernetes-$KUBERNETES_VERSION" d
   if [[ ! -d "$dest" ]]; then
-    log "$step: downloading"; d=$(moddir "k8s.io/kubernetes@$KUBERNETES_VERSION") || die "go mod download"
+    log "$step: downloading"; d=$(moddir "k8s.io/kubernetes@$KUBERNETES_VERSION") || die "go mod download (details: $LOG)"
     rm -rf "$dest.tmp"; cp -r "$d/api/openapi-spec/v3" "$dest.tmp"; chmod -R u+w "$dest.tmp"; mv "$dest.tmp" "$dest"
   fi
   ln -sfn "kubernetes-$KUBERNETES_VERSION" "$CACHE/openapi/kubernetes"
