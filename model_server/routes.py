@@ -4,8 +4,8 @@ The two scoring endpoints (`POST /v2/models/{name}/infer`, `POST /v1/models/{nam
 answered by a plain ASGI middleware in front of KServe's router: KServe's generic v2 route parses
 every number through pydantic, while codec.py reads the same bodies with orjson and numpy. Everything
 else (health, metrics, repository, server metadata) is KServe's own, with two routes replaced:
-model metadata (which adds version, role, threshold and training metrics) and server readiness
-(which KServe reports even when no model is loaded).
+model metadata (which adds version, role, threshold and training metrics) and readiness (KServe
+reports the server ready even when no model is loaded, and logs a traceback per not-ready probe).
 """
 
 import hmac
@@ -49,6 +49,7 @@ def install(app: FastAPI, model: FraudModel, token: str | None) -> None:
     app.add_middleware(ScoringMiddleware, model=model, token=token)
     routes = Routes(model)
     app.add_route("/v2/models/{model_name}", routes.metadata, methods=["GET"])
+    app.add_route("/v2/models/{model_name}/ready", routes.model_ready, methods=["GET"])
     app.add_route("/v2/health/ready", routes.ready, methods=["GET"])
 
 
@@ -212,11 +213,18 @@ class Routes:
         except FraudError as e:
             return _json(e.status_code, {"error": str(e)})
 
+    async def model_ready(self, request: Request) -> Response:
+        name = request.path_params["model_name"]
+        if name != self.model.name:
+            return _json(404, {"error": f"model {name!r} is not served here"})
+        return await self.ready(request)
+
     async def ready(self, request: Request) -> Response:
+        """Readiness probes call this often: a not-ready answer is a 503 without a log line."""
         if self.model.ready:
-            return _json(200, {"ready": True})
+            return _json(200, {"name": self.model.name, "ready": True})
         reason = f"model {self.model.name} is not loaded: {self.model.load_error or 'still loading'}"
-        return _json(503, {"ready": False, "error": str(NotReadyError(reason))})
+        return _json(503, {"name": self.model.name, "ready": False, "error": str(NotReadyError(reason))})
 
 
 def _json(status: int, content: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
