@@ -3,11 +3,18 @@
 The behaviour against a real kube-apiserver is covered in tests/chart/test_canary.py.
 """
 
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
 import pytest
 from typer.testing import CliRunner
 
-from fraudcore.errors import InvalidInputError
-from jobs.canary import CanaryState, parse_percent
+from fraudcore.errors import InvalidInputError, UnavailableError
+from jobs.canary import LIVE_QUERIES, CanaryState, live_numbers, parse_percent
 from jobs.cli import app
 
 
@@ -39,3 +46,52 @@ def test_cli_without_cluster_config_is_one_clear_error(tmp_path) -> None:
 def test_state_weights_add_up() -> None:
     state = CanaryState("Standard", champion_version=3, challenger_version=4, challenger_weight=10)
     assert (state.champion_weight, state.challenger_weight) == (90, 10)
+
+
+@pytest.fixture
+def prometheus_api() -> Iterator[tuple[str, list[str]]]:
+    """A local HTTP endpoint answering /api/v1/query in Prometheus' response format."""
+    queries: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            query = parse_qs(urlparse(self.path).query)["query"][0]
+            queries.append(query)
+            result = [
+                {"metric": {"role": role}, "value": [0, value]}
+                for role, value in (("champion", "0.9"), ("challenger", "0.1"))
+            ]
+            body = json.dumps({"status": "success", "data": {"resultType": "vector", "result": result}})
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}", queries
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_live_numbers_per_role(prometheus_api: tuple[str, list[str]]) -> None:
+    url, queries = prometheus_api
+    numbers = live_numbers(url, "fraud")
+    assert set(numbers) == {"champion", "challenger"}
+    assert numbers["champion"] == dict.fromkeys(LIVE_QUERIES, 0.9)
+    assert len(queries) == len(LIVE_QUERIES)
+    assert all('namespace="fraud"' in q for q in queries)
+
+
+def test_live_numbers_unreachable() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(UnavailableError, match="not reachable"):
+        live_numbers(f"http://127.0.0.1:{port}", "fraud", timeout=1)

@@ -101,6 +101,14 @@ def test_status(release: Release) -> None:
     assert "Standard mode" in out
 
 
+def test_status_with_unreachable_prometheus_still_shows_the_split(release: Release) -> None:
+    port = cluster.free_port()
+    code, out = release.canary("status", "--prometheus-url", f"http://127.0.0.1:{port}")
+    assert code == 0, out
+    assert "live numbers unavailable" in out
+    assert re.search(r"challenger\s*│\s*4\s*│\s*10\b", out), out
+
+
 def test_set_moves_only_the_weights_and_is_idempotent(release: Release) -> None:
     before = release.resource_versions()
     code, out = release.canary("set", "25")
