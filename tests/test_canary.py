@@ -5,6 +5,8 @@ The behaviour against a real kube-apiserver is covered in tests/chart/test_canar
 
 import json
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -95,3 +97,10 @@ def test_live_numbers_unreachable() -> None:
         port = s.getsockname()[1]
     with pytest.raises(UnavailableError, match="not reachable"):
         live_numbers(f"http://127.0.0.1:{port}", "fraud", timeout=1)
+
+
+def test_kubectl_plugin_entry_refuses_bad_percentage() -> None:
+    code = "import sys; from jobs.cli.canary import plugin_main; sys.argv[1:] = ['set', '-5']; plugin_main()"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "error: percentage must be a whole number from 0 to 100, got '-5'"
