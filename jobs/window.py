@@ -66,8 +66,16 @@ def from_audit_log(
     except psycopg.Error as e:
         raise UnavailableError(f"reading the audit log failed: {auditdb.describe(e)}") from e
     values = np.array(records, dtype=np.float64).reshape(len(records), len(FEATURES) + 1)
-    span = f"last {rows:,} rows" + (f" within {since}" if since is not None else "")
+    span = f"last {rows:,} rows" + (f" of the last {_age(since)}" if since is not None else "")
     return Window(values[:, :-1].astype(np.float32), values[:, -1].astype(np.int64), f"audit log ({span})")
+
+
+def _age(age: timedelta) -> str:
+    seconds = int(age.total_seconds())
+    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 def from_csv(path: Path) -> Window:

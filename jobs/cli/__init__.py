@@ -7,7 +7,7 @@ import typer
 from fraudcore.errors import FraudError
 from fraudcore.logging import configure_logging
 from fraudcore.settings import Settings
-from jobs.cli import canary, data, drift, labels, models, retrain, serve, train
+from jobs.cli import canary, data, drift, labels, models, retrain, serve, traffic, train
 from jobs.cli.common import ExitCode
 from training.gate import GateRejectedError
 
@@ -37,6 +37,7 @@ app.add_typer(canary.app, name="canary")
 app.command(name="train")(train.train)
 app.command(name="drift")(drift.drift)
 app.add_typer(labels.app, name="labels")
+app.add_typer(traffic.app, name="traffic")
 app.command(name="retrain")(retrain.retrain)
 app.command(name="serve")(serve.serve)
 

@@ -62,8 +62,9 @@ def drift(
     logs an MLflow run with both files.
     """
     config = settings(ctx)
+    # alibi-detect imports transformers, which resets its own logger's level when imported: filter.
     for noisy in ("alibi_detect", "transformers"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)
+        logging.getLogger(noisy).addFilter(lambda record: record.levelno >= logging.ERROR)
     age = parse_age(since)
     window = from_csv(data) if data else from_audit_log(config, rows or config.drift_window_rows, age)
     model = load_model(model_uri or f"models:/{config.registered_model}@champion", config)

@@ -1,0 +1,82 @@
+"""The audit trail end to end: `fraud serve` with FRAUD_AUDIT_DSN, traffic from `fraud traffic send`,
+rows in PostgreSQL under the clients' request ids, labels attached with `fraud labels ingest`."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import psycopg
+import pytest
+from conftest import TEST_FRAUD_RATE, TrainedStore
+from pg import Fraud, free_port
+
+from fraudcore import auditdb
+from training.synthetic import generate
+
+
+def wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/v2/health/ready", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"predictor did not start:\n{log.read_text()[-3000:]}")
+        time.sleep(0.3)
+
+
+def test_scored_traffic_is_audited_and_labelled(
+    trained_store: TrainedStore, audit_dsn: str, tmp_path: Path, fraud: Fraud
+) -> None:
+    home = str(trained_store.settings.home)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FRAUD_", "MLFLOW_"))}
+    env |= {"FRAUD_HOME": home, "FRAUD_AUDIT_DSN": audit_dsn}
+    port, log = free_port(), tmp_path / "serve.log"
+    command = [
+        str(Path(sys.executable).with_name("fraud")),
+        "serve",
+        "--port",
+        str(port),
+        "--role",
+        "champion",
+    ]
+    with log.open("w") as out:
+        server = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, server, log)
+        data = tmp_path / "traffic.csv"
+        frame = generate(rows=500, seed=21, fraud_rate=TEST_FRAUD_RATE)
+        frame.to_csv(data, index=False)
+        labels = tmp_path / "labels.csv"
+        args = ("--url", url, "--batch", "50", "--labels-out", str(labels), "--request-prefix", "t")
+        sent = fraud("traffic", "send", str(data), *args, FRAUD_HOME=home)
+        assert sent.code == 0, sent.err
+        assert "scored 500 transactions in 10 requests" in sent.out
+        assert "(version 1: 10)" in sent.out
+    finally:
+        server.send_signal(signal.SIGINT)  # a clean shutdown flushes the audit buffer
+        server.wait(timeout=30)
+
+    with psycopg.connect(audit_dsn) as conn:
+        requests = conn.execute(
+            f"SELECT request_id, count(*), min(role), min(model_version), max(latency_s) > 0 "
+            f"FROM {auditdb.TABLE} GROUP BY request_id ORDER BY request_id"
+        ).fetchall()
+        amount = conn.execute(
+            f"SELECT amount FROM {auditdb.TABLE} WHERE request_id = 't-000003' AND row_index = 7"
+        ).fetchone()
+    assert requests == [(f"t-{i:06d}", 50, "champion", "1", True) for i in range(10)]
+    assert amount is not None
+    assert amount[0] == pytest.approx(frame["Amount"][157], rel=1e-6)
+
+    ingested = fraud("labels", "ingest", str(labels), FRAUD_AUDIT_DSN=audit_dsn)
+    assert ingested.code == 0, ingested.err
+    assert "labelled 500 logged transaction(s) from 500 label line(s)" in ingested.out
