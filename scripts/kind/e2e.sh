@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# End-to-end tier on a local kind cluster, with or without a container registry.
+#   scripts/kind/e2e.sh up     docker engine, binaries and images (built once, cached), cluster, add-ons
+#   scripts/kind/e2e.sh test   the e2e suite (pytest -m e2e) against the running cluster; on success
+#                              writes the stamp that lets CI run the suite
+#   scripts/kind/e2e.sh run    up, then test (what `make e2e` runs)
+#   scripts/kind/e2e.sh down   delete the cluster (the cache stays)
+#   scripts/kind/e2e.sh ci     run, but only when a complete earlier `run` passed on this machine for
+#                              exactly these inputs; otherwise print one line saying why and exit 0
+# Timings of every phase go to $FRAUD_CACHE_DIR/kind/timings.log.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+HERE=$(cd "$(dirname "$0")" && pwd)
+
+# The inputs a passing run vouches for: the e2e tooling, the chart, the images' sources.
+INPUTS=(scripts/kind tests/e2e charts docker k8s pyproject.toml uv.lock fraudcore model_server jobs training)
+inputs_hash() { (cd "$ROOT" && git ls-files -s -- "${INPUTS[@]}" && git diff HEAD -- "${INPUTS[@]}") | sha256sum | cut -c1-16; }
+
+timed() {
+  local what=$1 t0=$SECONDS; shift
+  "$@"
+  printf '%s %-10s %5d s  %s\n' "$(date -u +%FT%TZ)" "$what" $((SECONDS - t0)) "$(inputs_hash)" >>"$KCACHE/timings.log"
+  log "$what: $((SECONDS - t0)) s"
+}
+
+images_needed() {
+  echo "$POSTGRES_IMAGE $PROMETHEUS_IMAGE $PUSHGATEWAY_IMAGE $KSERVE_IMAGE $EG_IMAGE $ENVOY_IMAGE"
+  echo "fraud-detection/predictor:${APP_TAG:-e2e} fraud-detection/jobs:${APP_TAG:-e2e}"
+}
+
+up() {
+  timed dockerd "$HERE/dockerd.sh"
+  timed bins "$HERE/build-bins.sh" all
+  timed images "$HERE/build-images.sh" all
+  timed cluster "$HERE/cluster.sh" up
+  # shellcheck disable=SC2046
+  timed load "$HERE/cluster.sh" load $(images_needed)
+  timed addons "$HERE/addons.sh" all
+}
+
+test_() {
+  local uv="$CACHE/uv-0.13.8/bin/uv" rc=0
+  [[ -x $uv ]] || bash "$ROOT/scripts/bootstrap.sh" >/dev/null
+  export FRAUD_E2E_KUBECONFIG="$KUBECONFIG_FILE" FRAUD_E2E_BIN="$KBIN" FRAUD_E2E_HELM="$CACHE/bin/helm"
+  export FRAUD_E2E_NODE="$CLUSTER_NAME-control-plane" FRAUD_E2E_APP_TAG="${APP_TAG:-e2e}"
+  export FRAUD_E2E_POSTGRES_IMAGE="$POSTGRES_IMAGE"
+  (cd "$ROOT" && timed e2e "$uv" run --frozen --all-extras pytest -m e2e tests/e2e -p no:cacheprovider \
+     --no-cov -o addopts="-ra --strict-markers" "$@") || rc=$?
+  if [[ $rc -eq 0 ]]; then
+    printf 'inputs %s\ncommit %s\npassed %s\n' "$(inputs_hash)" "$(git -C "$ROOT" rev-parse HEAD)" \
+      "$(date -u +%FT%TZ)" >"$STAMP"
+    log "e2e passed; stamp written to $STAMP"
+  else
+    rm -f "$STAMP"
+  fi
+  return $rc
+}
+
+ci() {
+  local why=""
+  if [[ ${FRAUD_E2E_CI:-1} == 0 ]]; then why="FRAUD_E2E_CI=0"
+  elif [[ ! -f $STAMP ]]; then why="no complete successful 'make e2e' on this machine (stamp $STAMP missing)"
+  elif [[ $(sed -n 's/^inputs //p' "$STAMP") != "$(inputs_hash)" ]]; then
+    why="the e2e inputs changed since the last successful 'make e2e' (run it to re-arm CI)"
+  elif ! command -v dockerd >/dev/null || [[ $(id -u) != 0 ]]; then why="no docker engine can be started here"
+  fi
+  if [[ -n $why ]]; then echo "e2e skipped: $why"; return 0; fi
+  # A stamped run proved these inputs here; a failure now is a real regression (or the machine).
+  up && test_
+}
+
+case ${1:-} in
+  up) up ;;
+  test) shift; test_ "$@" ;;
+  run) shift; up; test_ "$@" ;;
+  down) "$HERE/cluster.sh" down ;;
+  ci) ci ;;
+  *) die "usage: $0 up|test|run|down|ci" ;;
+esac

@@ -1,0 +1,357 @@
+"""End-to-end tier: the chart on a kind cluster with KServe, Envoy Gateway and Prometheus.
+
+The cluster comes from `make kind-up` / `make e2e` (scripts/kind/e2e.sh), which exports where it
+is; without it every test here is skipped. The session installs the chart into a namespace that
+enforces the `restricted` Pod Security Standard, trains and registers two model versions in the
+release's own MLflow with a one-off Job made from the retrain CronJob's template, and waits until
+both InferenceServices serve through the Gateway.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from tests.e2e.kube import Cluster, wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
+NAMESPACE = "fraud-e2e"
+RELEASE = "fraud"
+MODEL = "fraud-detector"
+CHALLENGER_WEIGHT = 10
+
+
+@dataclass(frozen=True)
+class Release:
+    namespace: str
+    name: str  # full name of the release's objects (HTTPRoute, InferenceService prefix)
+    gateway: str  # http://<node>:<port> of the Envoy data plane
+    prometheus: str
+
+    def infer_url(self) -> str:
+        return f"{self.gateway}/v2/models/{MODEL}/infer"
+
+
+def features_body(rows: int = 1, value: float = 0.0) -> dict:
+    return {
+        "inputs": [
+            {"name": "features", "shape": [rows, 30], "datatype": "FP32", "data": [value] * (30 * rows)}
+        ]
+    }
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Cluster:
+    found = Cluster.from_env()
+    if found is None:
+        pytest.skip("no kind cluster: `make e2e` brings one up and runs this tier")
+    return found
+
+
+def _values(app_tag: str, postgres_image: str) -> dict:
+    repo, tag = postgres_image.rsplit(":", 1)
+    small = {"requests": {"cpu": "50m", "memory": "256Mi"}}
+    return {
+        "predictor": {
+            "image": {
+                "repository": "fraud-detection/predictor",
+                "tag": app_tag,
+                "pullPolicy": "IfNotPresent",
+            },
+            "minReplicas": 1,
+            "maxReplicas": 1,
+            "resources": {**small, "limits": {"cpu": "1", "memory": "1Gi"}},
+        },
+        "champion": {"modelVersion": 1},
+        "challenger": {"modelVersion": 2},
+        "canary": {"weight": CHALLENGER_WEIGHT},
+        "jobs": {
+            "image": {"repository": "fraud-detection/jobs", "tag": app_tag, "pullPolicy": "IfNotPresent"},
+            "pushgatewayUrl": "http://pushgateway.monitoring.svc:9091",
+            "drift": {"resources": {**small, "limits": {"cpu": "1", "memory": "2Gi"}}},
+            "retrain": {"resources": {**small, "limits": {"cpu": "2", "memory": "3Gi"}}},
+        },
+        "mlflow": {
+            "workers": 1,
+            "resources": {**small, "limits": {"cpu": "1", "memory": "1Gi"}},
+            "persistence": {"size": "1Gi"},
+        },
+        "postgresql": {
+            "image": {"repository": repo, "tag": tag, "pullPolicy": "IfNotPresent"},
+            "resources": {**small, "limits": {"cpu": "1", "memory": "1Gi"}},
+            "persistence": {"size": "1Gi"},
+        },
+        "metrics": {
+            "podMonitor": {"enabled": True},
+            "prometheusRule": {"enabled": True},
+            "grafanaDashboard": {"enabled": True},
+        },
+    }
+
+
+def _fresh_namespace(cluster: Cluster) -> None:
+    """Remove an earlier run's release and hand its volumes back (host-path PVs are Retain)."""
+    if cluster.kubectl("get", "namespace", NAMESPACE, "--ignore-not-found", "-o", "name").strip():
+        cluster.run(str(cluster.helm), "uninstall", RELEASE, "-n", NAMESPACE, "--wait", check=False)
+        cluster.kubectl("delete", "namespace", NAMESPACE, "--wait=true", timeout=600)
+    for pv in cluster.json("get", "pv")["items"]:
+        if pv["status"].get("phase") == "Released":
+            path = pv["spec"]["hostPath"]["path"]
+            cluster.run(
+                "docker", "exec", cluster.node, "sh", "-c", f"rm -rf {path}/* {path}/.[!.]*", check=False
+            )
+            cluster.kubectl(
+                "patch",
+                "pv",
+                pv["metadata"]["name"],
+                "--type=json",
+                "-p",
+                '[{"op":"remove","path":"/spec/claimRef"}]',
+            )
+    cluster.kubectl("create", "namespace", NAMESPACE)
+    cluster.kubectl(
+        "label",
+        "namespace",
+        NAMESPACE,
+        "pod-security.kubernetes.io/enforce=restricted",
+        "pod-security.kubernetes.io/enforce-version=latest",
+        "pod-security.kubernetes.io/warn=restricted",
+        "pod-security.kubernetes.io/audit=restricted",
+    )
+
+
+def _bootstrap_models(cluster: Cluster, name: str) -> None:
+    """Versions 1 (logistic, becomes @champion) and 2 (XGBoost) in the release's MLflow, trained
+    by a Job cut from the retrain CronJob (same image, env, service account, security context)."""
+    cron = cluster.json("-n", NAMESPACE, "get", "cronjob", f"{name}-retrain")
+    spec = copy.deepcopy(cron["spec"]["jobTemplate"]["spec"])
+    container = spec["template"]["spec"]["containers"][0]
+    container["command"] = ["sh", "-c"]
+    container["args"] = [
+        "fraud train --model logistic --rows 40000 && fraud train --model xgboost --rows 40000 --rounds 120"
+    ]
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": f"{name}-bootstrap", "namespace": NAMESPACE},
+        "spec": spec,
+    }
+    cluster.kubectl("apply", "-f", "-", stdin=json.dumps(job))
+    wait_job(cluster, f"{name}-bootstrap", timeout=1200)
+
+
+def wait_job(cluster: Cluster, job: str, timeout: float = 900) -> dict:
+    def done() -> dict | None:
+        obj = cluster.json("-n", NAMESPACE, "get", "job", job)
+        conditions = {c["type"]: c["status"] for c in obj.get("status", {}).get("conditions") or []}
+        if conditions.get("Failed") == "True":
+            logs = cluster.kubectl("-n", NAMESPACE, "logs", f"job/{job}", "--tail=40", check=False)
+            raise AssertionError(f"job {job} failed:\n{logs}")
+        return obj if conditions.get("Complete") == "True" else None
+
+    try:
+        return wait_for(f"job {job} complete", done, timeout=timeout, every=3)
+    except TimeoutError as e:
+        if isinstance(e.__context__, AssertionError):
+            raise e.__context__ from None
+        raise
+
+
+def _gateway_url(cluster: Cluster) -> str:
+    services = cluster.json(
+        "-n",
+        "envoy-gateway-system",
+        "get",
+        "service",
+        "-l",
+        "gateway.envoyproxy.io/owning-gateway-name=kserve-ingress-gateway",
+    )["items"]
+    assert services, "no Envoy data-plane Service for Gateway kserve/kserve-ingress-gateway"
+    port = next(p["nodePort"] for p in services[0]["spec"]["ports"] if p["port"] == 80)
+    return f"http://{cluster.node_ip()}:{port}"
+
+
+@pytest.fixture(scope="session")
+def release(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Release:
+    _fresh_namespace(cluster)
+    values = tmp_path_factory.mktemp("e2e") / "values.yaml"
+    values.write_text(
+        yaml.safe_dump(
+            _values(os.environ.get("FRAUD_E2E_APP_TAG", "e2e"), os.environ["FRAUD_E2E_POSTGRES_IMAGE"])
+        )
+    )
+    cluster.helm_(
+        "upgrade",
+        "--install",
+        RELEASE,
+        str(ROOT / "charts/fraud-detection"),
+        "-n",
+        NAMESPACE,
+        "-f",
+        str(values),
+    )
+    route = cluster.json("-n", NAMESPACE, "get", "httproute", "-l", f"app.kubernetes.io/instance={RELEASE}")
+    name = route["items"][0]["metadata"]["name"]
+    selector = f"app.kubernetes.io/instance={RELEASE}"
+    cluster.kubectl(
+        "-n",
+        NAMESPACE,
+        "wait",
+        "--for=jsonpath={.status.readyReplicas}=1",
+        "statefulset",
+        "-l",
+        selector,
+        "--timeout=300s",
+        timeout=330,
+    )
+    cluster.kubectl(
+        "-n",
+        NAMESPACE,
+        "wait",
+        "--for=condition=Available",
+        "deployment",
+        "-l",
+        f"{selector},app.kubernetes.io/component=mlflow",
+        "--timeout=300s",
+        timeout=330,
+    )
+    _bootstrap_models(cluster, name)
+    cluster.kubectl(
+        "-n",
+        NAMESPACE,
+        "wait",
+        "--for=condition=Ready",
+        "inferenceservice",
+        "--all",
+        "--timeout=600s",
+        timeout=630,
+    )
+    found = Release(NAMESPACE, name, _gateway_url(cluster), f"http://{cluster.node_ip()}:30090")
+
+    def serves() -> bool:
+        r = httpx.post(found.infer_url(), json=features_body(), timeout=10)
+        return r.status_code == 200
+
+    wait_for("v2 inference through the Gateway", serves, timeout=180)
+    return found
+
+
+# ---- Prometheus: the chart's PodMonitor and PrometheusRule, translated for a plain Prometheus ------
+
+
+def _label(name: str) -> str:
+    return re.sub(r"[^a-zA-Z0-9_]", "_", name)
+
+
+def pod_monitor_jobs(monitor: dict) -> list[dict]:
+    """Scrape jobs equivalent to what prometheus-operator generates for a PodMonitor."""
+    ns, mon = monitor["metadata"]["namespace"], monitor["metadata"]["name"]
+    keep = [
+        {
+            "source_labels": [
+                f"__meta_kubernetes_pod_label_{_label(k)}",
+                f"__meta_kubernetes_pod_labelpresent_{_label(k)}",
+            ],
+            "regex": f"({re.escape(v)});true",
+            "action": "keep",
+        }
+        for k, v in (monitor["spec"].get("selector", {}).get("matchLabels") or {}).items()
+    ]
+    jobs = []
+    for i, ep in enumerate(monitor["spec"]["podMetricsEndpoints"]):
+        relabel = [
+            *keep,
+            {
+                "source_labels": ["__meta_kubernetes_pod_container_port_name"],
+                "regex": ep["port"],
+                "action": "keep",
+            },
+            {
+                "source_labels": ["__meta_kubernetes_pod_phase"],
+                "regex": "(Failed|Succeeded)",
+                "action": "drop",
+            },
+            {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
+            {"source_labels": ["__meta_kubernetes_pod_container_name"], "target_label": "container"},
+            {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
+            {"target_label": "job", "replacement": f"{ns}/{mon}"},
+            {"target_label": "endpoint", "replacement": ep["port"]},
+        ]
+        for r in ep.get("relabelings") or []:
+            rule = {"action": r.get("action", "replace").lower()}
+            for src, dst in (
+                ("sourceLabels", "source_labels"),
+                ("targetLabel", "target_label"),
+                ("regex", "regex"),
+                ("replacement", "replacement"),
+                ("separator", "separator"),
+            ):
+                if src in r:
+                    rule[dst] = r[src]
+            relabel.append(rule)
+        jobs.append(
+            {
+                "job_name": f"podMonitor/{ns}/{mon}/{i}",
+                "honor_labels": bool(ep.get("honorLabels", False)),
+                "metrics_path": ep.get("path", "/metrics"),
+                "scrape_interval": "5s",
+                "kubernetes_sd_configs": [{"role": "pod", "namespaces": {"names": [ns]}}],
+                "relabel_configs": relabel,
+            }
+        )
+    return jobs
+
+
+@pytest.fixture(scope="session")
+def prometheus(cluster: Cluster, release: Release) -> str:
+    """Prometheus scraping what the chart's PodMonitor selects and evaluating its PrometheusRule."""
+    monitors = cluster.json("-n", NAMESPACE, "get", "podmonitors.monitoring.coreos.com")["items"]
+    rules = cluster.json("-n", NAMESPACE, "get", "prometheusrules.monitoring.coreos.com")["items"]
+    assert monitors and rules, "the chart rendered no PodMonitor or PrometheusRule"
+    config = {
+        "global": {"scrape_interval": "5s", "evaluation_interval": "5s"},
+        "rule_files": ["/etc/prometheus/rules/*.yaml"],
+        "scrape_configs": [
+            {
+                "job_name": "pushgateway",
+                "honor_labels": True,
+                "static_configs": [{"targets": ["pushgateway.monitoring.svc:9091"]}],
+            },
+            *[job for m in monitors for job in pod_monitor_jobs(m)],
+        ],
+    }
+    rule_files = {
+        f"{r['metadata']['name']}.yaml": yaml.safe_dump({"groups": r["spec"]["groups"]}) for r in rules
+    }
+    _configmap(cluster, "prometheus-config", {"prometheus.yml": yaml.safe_dump(config)})
+    _configmap(cluster, "prometheus-rules", rule_files)
+    cluster.kubectl("-n", "monitoring", "rollout", "restart", "deployment/prometheus")
+    cluster.kubectl(
+        "-n", "monitoring", "rollout", "status", "deployment/prometheus", "--timeout=180s", timeout=200
+    )
+    url = release.prometheus
+
+    def ready() -> bool:
+        groups = httpx.get(f"{url}/api/v1/rules", timeout=5).json()["data"]["groups"]
+        return len(groups) >= sum(len(r["spec"]["groups"]) for r in rules)
+
+    wait_for("Prometheus with the chart's rules", ready, timeout=120)
+    return url
+
+
+def _configmap(cluster: Cluster, name: str, data: dict[str, str]) -> None:
+    manifest = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": "monitoring"},
+        "data": data,
+    }
+    cluster.kubectl("apply", "-f", "-", stdin=json.dumps(manifest))

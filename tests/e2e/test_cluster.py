@@ -1,0 +1,355 @@
+"""The chart on a real cluster: v2 through the Gateway, the measured split, promote and rollback
+under load, the CronJobs, every PromQL expression of the dashboard and the rules, Pod Security,
+`helm test`. Runs in file order: later tests build on the traffic and state of earlier ones."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import CHALLENGER_WEIGHT, MODEL, NAMESPACE, RELEASE, Release, features_body, wait_job
+from tests.e2e.kube import Cluster, wait_for
+
+pytestmark = pytest.mark.e2e
+
+FRAUD = str(Path(sys.executable).with_name("fraud"))
+
+
+def infer(client: httpx.Client, release: Release, body: dict | None = None) -> httpx.Response:
+    return client.post(release.infer_url(), json=body or features_body(), timeout=15)
+
+
+def roles(release: Release, n: int, threads: int = 4) -> Counter[tuple[str, str]]:
+    """(role, version) of n answers, sent from `threads` keep-alive clients; any failure fails."""
+    counts: Counter[tuple[str, str]] = Counter()
+    errors: list[str] = []
+    lock = threading.Lock()
+
+    def worker(k: int) -> None:
+        with httpx.Client() as client:
+            for _ in range(k):
+                r = infer(client, release)
+                with lock:
+                    if r.status_code != 200:
+                        errors.append(f"{r.status_code} {r.text[:200]}")
+                    counts[(r.headers.get("x-model-role", "?"), r.headers.get("x-model-version", "?"))] += 1
+
+    pool = [threading.Thread(target=worker, args=(n // threads,)) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    assert not errors, f"{len(errors)} failed requests, first: {errors[0]}"
+    return counts
+
+
+@dataclass
+class Load:
+    """Constant v2 traffic through the Gateway from a few threads, every outcome recorded."""
+
+    release: Release
+    threads: int = 4
+    ok: Counter[tuple[str, str]] = field(default_factory=Counter)
+    failures: list[str] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _pool: list[threading.Thread] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _run(self) -> None:
+        with httpx.Client() as client:
+            while not self._stop.is_set():
+                try:
+                    r = infer(client, self.release)
+                    outcome = None if r.status_code == 200 else f"HTTP {r.status_code}: {r.text[:200]}"
+                except httpx.HTTPError as e:
+                    r, outcome = None, f"{type(e).__name__}: {e}"
+                with self._lock:
+                    if outcome:
+                        self.failures.append(outcome)
+                    else:
+                        self.ok[
+                            (r.headers.get("x-model-role", "?"), r.headers.get("x-model-version", "?"))
+                        ] += 1
+
+    def __enter__(self) -> Load:
+        self._pool = [threading.Thread(target=self._run, daemon=True) for _ in range(self.threads)]
+        for t in self._pool:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for t in self._pool:
+            t.join(timeout=30)
+
+    def total(self) -> int:
+        with self._lock:
+            return sum(self.ok.values()) + len(self.failures)
+
+
+def canary(cluster: Cluster, release: Release, *args: str) -> str:
+    proc = subprocess.run(
+        [
+            FRAUD,
+            "canary",
+            *args,
+            "-n",
+            release.namespace,
+            "--name",
+            release.name,
+            "--kubeconfig",
+            str(cluster.kubeconfig),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert proc.returncode == 0, f"fraud canary {' '.join(args)} failed: {proc.stdout}\n{proc.stderr}"
+    return proc.stdout
+
+
+def settle(release: Release, expect: set[tuple[str, str]], what: str, timeout: float = 120) -> None:
+    """Wait until a window of 60 answers comes only from `expect` (the Gateway applies routes async)."""
+    wait_for(what, lambda: set(roles(release, 60, threads=2)) <= expect, timeout=timeout, every=1)
+
+
+# ---- tests --------------------------------------------------------------------------------------
+
+
+def test_every_pod_admitted_under_restricted_pod_security(cluster: Cluster, release: Release) -> None:
+    labels = cluster.json("get", "namespace", NAMESPACE)["metadata"]["labels"]
+    assert labels.get("pod-security.kubernetes.io/enforce") == "restricted"
+    pods = cluster.json("-n", NAMESPACE, "get", "pods")["items"]
+    components = {p["metadata"]["labels"].get("app.kubernetes.io/component") for p in pods}
+    assert {"predictor", "mlflow", "database"} <= components, components
+    for p in pods:
+        assert p["status"]["phase"] in {"Running", "Succeeded"}, (p["metadata"]["name"], p["status"]["phase"])
+    events = cluster.json("-n", NAMESPACE, "get", "events")["items"]
+    denied = [e["message"] for e in events if "violates PodSecurity" in e.get("message", "")]
+    assert not denied, denied
+
+
+def test_v2_inference_through_the_gateway(release: Release) -> None:
+    with httpx.Client() as client:
+        r = client.post(
+            release.infer_url(), json=features_body(rows=3), headers={"x-request-id": "e2e-1"}, timeout=15
+        )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    outputs = {o["name"]: o for o in body["outputs"]}
+    assert outputs["fraud_probability"]["datatype"] == "FP32" and outputs["fraud_probability"]["shape"] == [3]
+    assert outputs["is_fraud"]["datatype"] == "BOOL"
+    assert r.headers["x-model-role"] in {"champion", "challenger"}
+    assert r.headers["x-model-version"] in {"1", "2"}
+    assert r.headers.get("x-request-id") == "e2e-1"
+    bad = httpx.post(
+        release.infer_url(),
+        json={"inputs": [{"name": "features", "shape": [1, 29], "datatype": "FP32", "data": [0.0] * 29}]},
+        timeout=15,
+    )
+    assert bad.status_code == 400, bad.text
+
+
+def test_measured_split_matches_the_route_weights(release: Release) -> None:
+    counts = roles(release, 2000)
+    total = sum(counts.values())
+    challenger = sum(n for (role, _), n in counts.items() if role == "challenger")
+    share = 100 * challenger / total
+    assert abs(share - CHALLENGER_WEIGHT) <= 3, (
+        f"challenger share {share:.1f}% of {total}, counts {dict(counts)}"
+    )
+    assert {v for (role, v) in counts if role == "champion"} == {"1"}
+    assert {v for (role, v) in counts if role == "challenger"} == {"2"}
+
+
+def test_rollback_and_promote_under_load_lose_no_request(cluster: Cluster, release: Release) -> None:
+    with Load(release) as load:
+        time.sleep(3)
+        canary(cluster, release, "set", "50")
+        settle(release, {("champion", "1"), ("challenger", "2")}, "50/50 split")
+        canary(cluster, release, "rollback", "--no-registry")
+        settle(release, {("champion", "1")}, "all traffic on the champion after rollback")
+        canary(cluster, release, "set", str(CHALLENGER_WEIGHT))
+        canary(cluster, release, "promote", "--no-registry", "--timeout", "600")
+        settle(release, {("champion", "2")}, "champion serving version 2 after promote")
+        time.sleep(3)
+    assert load.total() > 200, f"too little load: {load.total()} requests"
+    assert not load.failures, (
+        f"{len(load.failures)} of {load.total()} requests failed, first: {load.failures[:3]}"
+    )
+    assert ("champion", "2") in load.ok and ("champion", "1") in load.ok
+    status = canary(cluster, release, "status")
+    assert re.search(r"champion\s*\S*\s*2\s*\S*\s*100", status), status
+
+
+def test_drift_cronjob_runs_to_completion_and_reports(
+    cluster: Cluster, release: Release, prometheus: str
+) -> None:
+    job = f"{release.name}-drift-e2e"
+    cluster.kubectl("-n", NAMESPACE, "delete", "job", job, "--ignore-not-found")
+    cluster.kubectl("-n", NAMESPACE, "create", "job", f"--from=cronjob/{release.name}-drift", job)
+    wait_job(cluster, job, timeout=900)
+
+    def pushed() -> bool:
+        r = httpx.get(
+            f"{prometheus}/api/v1/query",
+            params={"query": "fraud_drift_last_run_timestamp_seconds"},
+            timeout=5,
+        )
+        return bool(r.json()["data"]["result"])
+
+    wait_for("drift metrics in Prometheus (through the Pushgateway)", pushed, timeout=120)
+
+
+def _mlflow(cluster: Cluster, release: Release, path: str) -> dict:
+    svc = cluster.json(
+        "-n",
+        NAMESPACE,
+        "get",
+        "service",
+        "-l",
+        f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/component=mlflow",
+    )["items"][0]
+    port = svc["spec"]["ports"][0]["port"]
+    raw = cluster.kubectl(
+        "get",
+        "--raw",
+        f"/api/v1/namespaces/{NAMESPACE}/services/http:{svc['metadata']['name']}:{port}/proxy{path}",
+    )
+    return json.loads(raw)
+
+
+def test_retrain_cronjob_registers_a_new_challenger(cluster: Cluster, release: Release) -> None:
+    before = _mlflow(cluster, release, f"/api/2.0/mlflow/registered-models/get?name={MODEL}")
+    latest_before = (
+        max(int(v["version"]) for v in before["registered_model"].get("latest_versions", [])) if before else 0
+    )
+    job = f"{release.name}-retrain-e2e"
+    cluster.kubectl("-n", NAMESPACE, "delete", "job", job, "--ignore-not-found")
+    cluster.kubectl("-n", NAMESPACE, "create", "job", f"--from=cronjob/{release.name}-retrain", job)
+    wait_job(cluster, job, timeout=1500)
+    alias = _mlflow(
+        cluster, release, f"/api/2.0/mlflow/registered-models/alias?name={MODEL}&alias=challenger"
+    )
+    assert int(alias["model_version"]["version"]) > latest_before, alias
+
+
+_KEYWORDS = {
+    "sum",
+    "min",
+    "max",
+    "avg",
+    "count",
+    "stddev",
+    "stdvar",
+    "topk",
+    "bottomk",
+    "quantile",
+    "count_values",
+    "group",
+    "and",
+    "or",
+    "unless",
+    "bool",
+    "inf",
+    "nan",
+}
+_TOKEN = re.compile(
+    r'(?P<name>[a-zA-Z_:][\w:]*)\s*(?P<matchers>\{(?:[^}"]|"(?:[^"\\]|\\.)*")*\})?'
+    r'|\{(?:[^}"]|"(?:[^"\\]|\\.)*")*\}|"(?:[^"\\]|\\.)*"|\d+(?:\.\d+)?(?:e[+-]?\d+)?'
+)
+
+
+def selectors(expr: str) -> list[str]:
+    """The vector selectors of a PromQL expression (metric names with their matchers)."""
+    expr = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", expr)
+    expr = re.sub(r"\[[^\]]*\]|\boffset\s+\d+[smhdwy]", " ", expr)
+    found = []
+    for m in _TOKEN.finditer(expr):
+        name = m.group("name")
+        if not name or name.lower() in _KEYWORDS:
+            continue
+        if not m.group("matchers") and expr[m.end() :].lstrip().startswith("("):
+            continue  # a function call
+        found.append(name + (m.group("matchers") or ""))
+    return found
+
+
+def _query(prometheus: str, expr: str) -> list:
+    r = httpx.get(f"{prometheus}/api/v1/query", params={"query": expr}, timeout=10)
+    assert r.status_code == 200, f"{expr}: {r.text}"
+    return r.json()["data"]["result"]
+
+
+def test_every_promql_expression_returns_series(cluster: Cluster, release: Release, prometheus: str) -> None:
+    # Rejections must exist for the error-ratio series: send invalid requests to both roles.
+    canary(cluster, release, "set", "50")
+    settle(release, {("champion", "2"), ("challenger", "2")}, "50/50 split")
+    with httpx.Client() as client:
+        for _ in range(60):
+            client.post(release.infer_url(), json={"inputs": []}, timeout=15)
+    roles(release, 400)
+    rules = cluster.json("-n", NAMESPACE, "get", "prometheusrules.monitoring.coreos.com")["items"]
+    dashboard = cluster.json("-n", NAMESPACE, "get", "configmap", "-l", "grafana_dashboard=1")["items"]
+    assert rules and dashboard
+    checks: dict[str, str] = {}
+    for rule_obj in rules:
+        for group in rule_obj["spec"]["groups"]:
+            for rule in group["rules"]:
+                if "record" in rule:
+                    checks[f"record {rule['record']}"] = rule["expr"]
+                else:  # an alert is quiet on a healthy system: each series it compares must exist
+                    for sel in selectors(rule["expr"]):
+                        checks[f"alert {rule['alert']}: {sel}"] = sel
+    for cm in dashboard:
+        for text in cm["data"].values():
+            for panel, expr in _dashboard_exprs(json.loads(text)):
+                expr = (
+                    expr.replace("$__rate_interval", "1m")
+                    .replace("$namespace", NAMESPACE)
+                    .replace("$role", "champion|challenger")
+                )
+                checks[f"dashboard {panel!r}: {expr}"] = expr
+    assert len(checks) > 20, checks
+
+    missing: dict[str, str] = {}
+
+    def all_present() -> bool:
+        missing.clear()
+        for where, expr in checks.items():
+            if not _query(prometheus, expr):
+                missing[where] = expr
+        return not missing
+
+    try:
+        wait_for("every expression returning series", all_present, timeout=180, every=10)
+    except TimeoutError:
+        pytest.fail("expressions without series:\n" + "\n".join(missing))
+
+
+def _dashboard_exprs(dashboard: dict) -> list[tuple[str, str]]:
+    out = []
+
+    def walk(panels: list) -> None:
+        for p in panels:
+            out.extend((p.get("title", "?"), t["expr"]) for t in p.get("targets", []) if t.get("expr"))
+            walk(p.get("panels", []))
+
+    walk(dashboard.get("panels", []))
+    return out
+
+
+def test_helm_test_passes(cluster: Cluster, release: Release) -> None:
+    out = cluster.helm_("test", RELEASE, "-n", NAMESPACE, "--timeout", "5m")
+    assert "Phase:          Succeeded" in out or "Succeeded" in out, out
