@@ -13,9 +13,7 @@ Role = Literal["champion", "challenger"]
 class Settings(BaseSettings):
     """Configuration from `FRAUD_*` environment variables (and MLflow's own `MLFLOW_TRACKING_URI`)."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="FRAUD_", extra="ignore", frozen=True, populate_by_name=True
-    )
+    model_config = SettingsConfigDict(env_prefix="FRAUD_", extra="ignore", frozen=True, populate_by_name=True)
 
     home: Path = Path(".fraud")
     """Local state directory: embedded MLflow store, model cache, generated data, reports."""
