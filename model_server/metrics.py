@@ -5,8 +5,10 @@ default registry (which KServe's `/metrics` serves) holds the whole process's nu
 """
 
 import threading
+from bisect import bisect_left
 from collections.abc import Iterator
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
@@ -44,24 +46,38 @@ MODEL_INFO = Gauge(
 )
 
 
+_SMALL = 16
+
+
 class ScoreHistogram(Collector):
     """`fraud_score`: a histogram that takes a whole batch of scores in one numpy call."""
 
     def __init__(self, buckets: tuple[float, ...] = SCORE_BUCKETS) -> None:
         self._bounds = np.asarray(buckets, np.float64)
+        self._bound_list = list(buckets)
         self._counts: dict[tuple[str, ...], np.ndarray] = {}
         self._sums: dict[tuple[str, ...], float] = {}
         self._lock = threading.Lock()
 
     def observe(self, labels: tuple[str, ...], scores: np.ndarray) -> None:
-        counts = np.bincount(np.searchsorted(self._bounds, scores), minlength=len(self._bounds) + 1)
-        total = float(scores.sum(dtype=np.float64))
+        if len(scores) <= _SMALL:  # a few rows: plain Python is cheaper than numpy's call overhead
+            values = scores.tolist()
+            index: Any = [bisect_left(self._bound_list, v) for v in values]
+            total = sum(values)
+        else:
+            index = np.bincount(np.searchsorted(self._bounds, scores), minlength=len(self._bounds) + 1)
+            total = float(scores.sum(dtype=np.float64))
         with self._lock:
-            if labels in self._counts:
-                self._counts[labels] += counts
-                self._sums[labels] += total
+            counts = self._counts.get(labels)
+            if counts is None:
+                counts = self._counts[labels] = np.zeros(len(self._bounds) + 1, np.int64)
+                self._sums[labels] = 0.0
+            if isinstance(index, list):
+                for i in index:
+                    counts[i] += 1
             else:
-                self._counts[labels], self._sums[labels] = counts, total
+                counts += index
+            self._sums[labels] += total
 
     def collect(self) -> Iterator[Metric]:
         family = HistogramMetricFamily("fraud_score", "Fraud probabilities returned.", labels=LABELS)

@@ -131,6 +131,7 @@ class FraudModel(Model):
         return scores, decisions
 
     def response_headers(self) -> dict[str, str]:
+        """Which model answered: lets a client measure the canary split."""
         return {MODEL_VERSION_HEADER: self.version, MODEL_ROLE_HEADER: self.role}
 
     async def predict(

@@ -61,6 +61,8 @@ class ScoringMiddleware:
         self.model = model
         self.max_rows = model.settings.max_batch_rows
         self.expected = f"Bearer {token}".encode() if token else None
+        self._headers: Headers = []
+        self._headers_version: str | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -139,7 +141,11 @@ class ScoringMiddleware:
         return content, [*_JSON, *self._model_headers()], len(scores)
 
     def _model_headers(self) -> Headers:
-        return [(k.encode(), v.encode()) for k, v in self.model.response_headers().items()]
+        version = self.model.version
+        if self._headers_version != version:  # computed once per loaded version
+            self._headers = [(k.encode(), v.encode()) for k, v in self.model.response_headers().items()]
+            self._headers_version = version
+        return self._headers
 
     def _reject(
         self, error: FraudError, scope: Scope, rid: str, started: float

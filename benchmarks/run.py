@@ -1,0 +1,293 @@
+"""`make bench`: the predictor against Seldon MLServer serving the same XGBoost model, in one run.
+
+Trains an XGBoost model on synthetic data into a temporary directory, then measures, one server at
+a time on the same machine: single-row JSON at concurrency 16, single rows at a fixed 500 req/s
+(p99), and 1024-row batches (JSON for both; the binary tensor extension for this predictor, which
+MLServer's REST API does not offer). XGBoost `inplace_predict` in-process is the ceiling. Both
+servers score with one XGBoost thread per call (`OMP_NUM_THREADS=1` for MLServer, `nthread=1` here).
+The load generator is one Python process (benchmarks/loadgen.py). Prints a table and writes JSON to
+bench-results/.
+"""
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xgboost as xgb
+
+from fraudcore.bundle import save_bundle
+from training.data import fingerprint, split, synthetic_source
+from training.synthetic import generate
+from training.train import TrainConfig, train
+
+ROOT = Path(__file__).resolve().parents[1]
+PEER_PROJECT = ROOT / "benchmarks" / "mlserver"
+MODEL = "fraud-detector"
+BATCH = 1024
+CONCURRENCY = 16
+BATCH_CONCURRENCY = 4
+RATE = 500.0
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    rows: int
+    body: Path
+    headers: tuple[str, ...] = ()
+    concurrency: int = CONCURRENCY
+    rate: float = 0.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Predictor vs MLServer vs in-process XGBoost.")
+    parser.add_argument("--duration", type=float, default=15.0, help="seconds per measurement")
+    parser.add_argument("--rows", type=int, default=100_000, help="synthetic rows to train on")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench-results")
+    parser.add_argument("--no-mlserver", action="store_true", help="skip the peer")
+    args = parser.parse_args()
+    started = datetime.now(UTC)
+    machine = {"cpus": os.cpu_count(), "load_before": os.getloadavg(), "cpu_pressure_before": cpu_pressure()}
+    if not args.no_mlserver:
+        step("installing MLServer 1.7.1 + mlserver-xgboost into benchmarks/mlserver/.venv")
+        subprocess.run(["uv", "sync", "--frozen", "--project", str(PEER_PROJECT)], check=True, cwd=ROOT)
+    with tempfile.TemporaryDirectory(prefix="fraud-bench-") as tmp:
+        work = Path(tmp)
+        bundle, x = build_model(work, args.rows)
+        workloads = write_workloads(work, x)
+        results: dict[str, Any] = {"in_process": in_process(bundle / "model.ubj", x)}
+        results["predictor"] = measure_predictor(work, bundle, workloads, args.duration)
+        if not args.no_mlserver:
+            peer_workloads = [w for w in workloads if "binary" not in w.name]
+            results["mlserver"] = measure_mlserver(work, bundle, peer_workloads, args.duration)
+    machine |= {"load_after": os.getloadavg(), "cpu_pressure_after": cpu_pressure()}
+    report = {
+        "started": started.isoformat(timespec="seconds"),
+        "machine": machine | {"python": platform.python_version(), "xgboost": xgb.__version__},
+        "settings": {"duration_s": args.duration, "concurrency": CONCURRENCY, "batch_rows": BATCH,
+                     "batch_concurrency": BATCH_CONCURRENCY, "fixed_rate": RATE},
+        "results": results,
+    }  # fmt: skip
+    report["targets"] = targets(results)
+    print_table(report)
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"bench-{started:%Y%m%d-%H%M%S}.json"
+    path.write_text(json.dumps(report, indent=2))
+    print(f"\nwrote {path}")
+
+
+def step(message: str) -> None:
+    print(f"[bench] {message}", flush=True)
+
+
+def cpu_pressure() -> str | None:
+    """Linux PSI: the share of time runnable tasks waited for a CPU (other work on the machine)."""
+    try:
+        return Path("/proc/pressure/cpu").read_text().splitlines()[0]
+    except OSError:
+        return None
+
+
+def build_model(work: Path, rows: int) -> tuple[Path, np.ndarray]:
+    step(f"training XGBoost on {rows:,} synthetic rows")
+    frame = generate(rows=rows, seed=42)
+    data = split(frame, seed=42)
+    model = train(data, TrainConfig(kind="xgboost"), fingerprint(frame), synthetic_source(rows, 42))
+    bundle = work / "bundle"
+    save_bundle(bundle, model.scorer, model.card, model.reference)
+    return bundle, data.x_holdout[:BATCH]
+
+
+def write_workloads(work: Path, x: np.ndarray) -> list[Workload]:
+    def body(rows: np.ndarray) -> dict[str, Any]:
+        return {"inputs": [{"name": "features", "shape": list(rows.shape), "datatype": "FP32",
+                            "data": rows.ravel().tolist()}]}  # fmt: skip
+
+    files = {"single": body(x[:1]), "batch": body(x)}
+    for name, content in files.items():
+        (work / f"{name}.json").write_text(json.dumps(content))
+    header = json.dumps({"inputs": [{"name": "features", "shape": list(x.shape), "datatype": "FP32",
+                                     "parameters": {"binary_data_size": x.nbytes}}]}).encode()  # fmt: skip
+    (work / "batch.bin").write_bytes(header + np.ascontiguousarray(x, "<f4").tobytes())
+    return [
+        Workload("single-row JSON, c=16", 1, work / "single.json"),
+        Workload("single-row JSON, 500 req/s", 1, work / "single.json", rate=RATE),
+        Workload(f"{BATCH}-row JSON, c={BATCH_CONCURRENCY}", BATCH, work / "batch.json",
+                 concurrency=BATCH_CONCURRENCY),
+        Workload(f"{BATCH}-row binary, c={BATCH_CONCURRENCY}", BATCH, work / "batch.bin",
+                 (f"inference-header-content-length: {len(header)}",), concurrency=BATCH_CONCURRENCY),
+    ]  # fmt: skip
+
+
+def in_process(model_file: Path, x: np.ndarray) -> dict[str, Any]:
+    """The ceiling: XGBoost's inplace_predict in this process, one thread, no HTTP, no decoding."""
+    step("measuring in-process XGBoost inplace_predict")
+    booster = xgb.Booster(model_file=str(model_file))
+    booster.set_param({"nthread": 1})
+    out: dict[str, Any] = {"trees": booster.num_boosted_rounds()}
+    for name, rows in (("single", x[:1]), ("batch", x)):
+        calls, begin = 0, time.perf_counter()
+        while time.perf_counter() - begin < 3.0:
+            booster.inplace_predict(rows, validate_features=False)
+            calls += 1
+        seconds = time.perf_counter() - begin
+        out[name] = {
+            "calls_per_s": round(calls / seconds, 1),
+            "rows_per_s": round(calls * len(rows) / seconds),
+            "us_per_call": round(seconds / calls * 1e6, 1),
+        }
+    return out
+
+
+def measure_predictor(work: Path, bundle: Path, workloads: list[Workload], duration: float) -> dict[str, Any]:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FRAUD_", "MLFLOW_"))}
+    env |= {"FRAUD_MODEL_URI": str(bundle), "FRAUD_HOME": str(work / "home"), "FRAUD_MODEL_ROLE": "champion"}
+    command = [sys.executable, "-m", "model_server", "--model_name", MODEL, "--http_port", str(port),
+               "--enable_grpc", "false"]  # fmt: skip
+    step("starting the predictor (python -m model_server)")
+    with server(command, env, work / "predictor.log", f"http://127.0.0.1:{port}/v2/health/ready"):
+        return run_workloads(f"http://127.0.0.1:{port}", workloads, duration)
+
+
+def measure_mlserver(work: Path, bundle: Path, workloads: list[Workload], duration: float) -> dict[str, Any]:
+    port, grpc, metrics = free_port(), free_port(), free_port()
+    models = work / "mlserver"
+    (models / MODEL).mkdir(parents=True)
+    shutil.copy(bundle / "model.ubj", models / MODEL / "model.ubj")
+    (models / "settings.json").write_text(
+        json.dumps({"http_port": port, "grpc_port": grpc, "metrics_port": metrics})
+    )
+    (models / MODEL / "model-settings.json").write_text(json.dumps({
+        "name": MODEL, "implementation": "mlserver_xgboost.XGBoostModel",
+        "parameters": {"uri": "./model.ubj", "version": "1"},
+    }))  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [str(PEER_PROJECT / ".venv" / "bin" / "mlserver"), "start", str(models)]
+    step("starting MLServer (mlserver start)")
+    with server(command, env, work / "mlserver.log", f"http://127.0.0.1:{port}/v2/models/{MODEL}/ready"):
+        return run_workloads(f"http://127.0.0.1:{port}", workloads, duration)
+
+
+@contextmanager
+def server(command: list[str], env: dict[str, str], log: Path, ready_url: str) -> Iterator[None]:
+    """Run a server process until the block ends; waits for its readiness URL first."""
+    with log.open("w") as out:
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            wait_ready(process, ready_url, log)
+            yield
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def wait_ready(process: subprocess.Popen[bytes], url: str, log: Path) -> None:
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise SystemExit(f"server did not become ready; see its log:\n{log.read_text()[-3000:]}")
+
+
+def run_workloads(base_url: str, workloads: list[Workload], duration: float) -> dict[str, Any]:
+    results = {}
+    for workload in workloads:
+        step(f"  {workload.name}")
+        command = [sys.executable, str(ROOT / "benchmarks" / "loadgen.py"),
+                   "--url", f"{base_url}/v2/models/{MODEL}/infer", "--body", str(workload.body),
+                   "--concurrency", str(workload.concurrency), "--duration", str(duration),
+                   "--warmup", "2"]  # fmt: skip
+        if workload.rate:
+            command += ["--rate", str(workload.rate)]
+        for header in workload.headers:
+            command += ["--header", header]
+        done = subprocess.run(command, check=True, capture_output=True, text=True)
+        result = json.loads(done.stdout)
+        result["rows_per_s"] = round(result["req_per_s"] * workload.rows)
+        results[workload.name] = result
+    return results
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def targets(results: dict[str, Any]) -> dict[str, Any]:
+    """The issue's targets, measured in this run."""
+    ours, peer = results["predictor"], results.get("mlserver")
+    ceiling = results["in_process"]["batch"]["rows_per_s"]
+    single, fixed = f"single-row JSON, c={CONCURRENCY}", "single-row JSON, 500 req/s"
+    batch, binary = f"{BATCH}-row JSON, c={BATCH_CONCURRENCY}", f"{BATCH}-row binary, c={BATCH_CONCURRENCY}"
+    out: dict[str, Any] = {
+        "p99 ms at 500 req/s (target <= 10)": ours[fixed]["p99_ms"],
+        "batch JSON share of in-process (target >= 0.6)": ratio(ours[batch]["rows_per_s"], ceiling),
+        "batch binary share of in-process (target >= 0.6)": ratio(ours[binary]["rows_per_s"], ceiling),
+    }
+    if peer:
+        out["single-row req/s vs MLServer (target >= 2)"] = ratio(
+            ours[single]["req_per_s"], peer[single]["req_per_s"]
+        )
+        out["batch rows/s vs MLServer, both JSON (target >= 1.5)"] = ratio(
+            ours[batch]["rows_per_s"], peer[batch]["rows_per_s"]
+        )
+    return out
+
+
+def ratio(a: float, b: float) -> float:
+    return round(a / b, 2) if b else float("inf")
+
+
+def print_table(report: dict[str, Any]) -> None:
+    results = report["results"]
+    servers = [s for s in ("predictor", "mlserver") if s in results]
+    names = list(results["predictor"])
+    header = f"{'workload':<26}" + "".join(f"| {s:<42}" for s in servers)
+    print("\n" + header)
+    print(f"{'':<26}" + "| req/s     rows/s     p50 ms   p99 ms   err ".ljust(44) * len(servers))
+    print("-" * len(header))
+    for name in names:
+        line = f"{name:<26}"
+        for s in servers:
+            r = results[s].get(name)
+            line += ("| " + (f"{r['req_per_s']:<9.0f} {r['rows_per_s']:<10.0f} {r['p50_ms']:<8.2f} "
+                             f"{r['p99_ms']:<8.2f} {r['errors']:<4}" if r else "n/a")).ljust(44)  # fmt: skip
+        print(line)
+    single, batch = results["in_process"]["single"], results["in_process"]["batch"]
+    print(f"{'in-process XGBoost':<26}| single row {single['us_per_call']} µs/call "
+          f"({single['calls_per_s']:.0f} calls/s); {BATCH} rows {batch['rows_per_s']:,} rows/s "
+          f"({results['in_process']['trees']} trees, 1 thread)")  # fmt: skip
+    machine = report["machine"]
+    print(f"\nmachine: {machine['cpus']} CPUs, load average {machine['load_before'][0]:.2f} before, "
+          f"{machine['load_after'][0]:.2f} after; {machine['cpu_pressure_after'] or ''}")  # fmt: skip
+    print("targets:")
+    for name, value in report["targets"].items():
+        print(f"  {name}: {value}")
+
+
+if __name__ == "__main__":
+    main()

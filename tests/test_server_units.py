@@ -1,0 +1,217 @@
+"""Predictor pieces in-process: codecs, the small-batch tree evaluator, micro-batching, metrics, and
+KServe's own request pipeline (`Model.__call__`, as its gRPC server uses it)."""
+
+import asyncio
+import json
+import threading
+import time
+
+import numpy as np
+import orjson
+import pytest
+import xgboost as xgb
+from kserve import InferInput, InferRequest
+
+from fraudcore.modelstore import load_model
+from fraudcore.schema import FEATURES
+from model_server import codec
+from model_server.batching import MicroBatcher
+from model_server.errors import BatchTooLargeError, InvalidRequestError, NotReadyError
+from model_server.metrics import ScoreHistogram
+from model_server.model import FraudModel
+from model_server.trees import TOLERANCE, TreeEnsemble, small_batch_scorer
+from tests.conftest import TrainedStore, make_settings
+
+X = np.arange(60, dtype=np.float32).reshape(2, 30) / 7
+
+
+def v2(inputs: list[dict[str, object]], **extra: object) -> bytes:
+    return orjson.dumps({"inputs": inputs, **extra})
+
+
+def test_decode_matrix_columns_and_binary() -> None:
+    tensor = {"name": "f", "shape": [2, 30], "datatype": "FP64", "data": X.ravel().tolist()}
+    matrix = codec.decode_v2(v2([tensor], id="r1"), None, 10)
+    assert matrix.x.dtype == np.float32 and matrix.id == "r1" and not matrix.binary_output
+    np.testing.assert_array_equal(matrix.x, X)
+    columns = [
+        {"name": f, "shape": [2], "datatype": "FP32", "data": X[:, i].tolist()}
+        for i, f in enumerate(FEATURES)
+    ]
+    np.testing.assert_array_equal(codec.decode_v2(v2(columns[::-1]), None, 10).x, X)
+    spec = {"name": "f", "shape": [2, 30], "datatype": "FP32", "parameters": {"binary_data_size": X.nbytes}}
+    header = v2([spec], outputs=[{"name": "is_fraud", "parameters": {"binary_data": True}}])
+    binary = codec.decode_v2(header + X.tobytes(), len(header), 10)
+    np.testing.assert_array_equal(binary.x, X)
+    assert binary.binary_output
+
+
+@pytest.mark.parametrize(
+    ("inputs", "message"),
+    [
+        ([{"name": "Time", "shape": [1], "datatype": "FP32", "data": [1.0]}], "missing feature(s): V1, V2"),
+        ([{"name": "f", "shape": [1, 30], "datatype": "FP32"}], "needs its values in 'data'"),
+        ([{"name": "f", "shape": "1x30", "datatype": "FP32", "data": []}], "expected a list of sizes"),
+        (["features"], "must be an object with a 'name'"),
+        ([{"name": "f", "shape": [1, 2, 15], "datatype": "FP32", "data": [0.0] * 30}], "expected [N, 30]"),
+        (
+            [{"name": f, "shape": [1], "datatype": "FP32", "data": [0.0]} for f in (*FEATURES, "V1")],
+            "more than once",
+        ),
+    ],
+)
+def test_decode_errors_name_the_problem(inputs: list[object], message: str) -> None:
+    with pytest.raises(InvalidRequestError) as raised:
+        codec.decode_v2(v2(inputs), None, 10)  # type: ignore[arg-type]
+    assert message in str(raised.value)
+
+
+def test_decode_limits_and_json() -> None:
+    with pytest.raises(BatchTooLargeError):
+        codec.decode_v2(
+            v2([{"name": "f", "shape": [11, 30], "datatype": "FP32", "data": [0.0] * 330}]), None, 10
+        )
+    with pytest.raises(InvalidRequestError, match="does not fit"):
+        codec.decode_v2(b"{}", 5, 10)
+    with pytest.raises(InvalidRequestError, match="JSON object"):
+        codec.decode_v2(b"[1, 2]", None, 10)
+    with pytest.raises(InvalidRequestError, match="unknown feature"):
+        codec.decode_v1(orjson.dumps({"instances": [{**dict.fromkeys(FEATURES, 0.0), "Colour": 1}]}), 10)
+    with pytest.raises(InvalidRequestError, match="objects keyed by feature or lists"):
+        codec.decode_v1(orjson.dumps({"instances": [[1.0] * 30, [1.0] * 29]}), 10)
+    with pytest.raises(InvalidRequestError, match="empty batch"):
+        codec.decode_v1(b'{"instances": []}', 10)
+
+
+def test_encode_json_and_binary() -> None:
+    scores, decisions = np.array([0.25, 0.75], np.float32), np.array([False, True])
+    body, length = codec.encode_v2("m", "3", "r", scores, decisions, binary=False)
+    doc = json.loads(body)
+    assert length is None and doc["model_version"] == "3" and doc["id"] == "r"
+    assert doc["outputs"][0]["data"] == [0.25, 0.75] and doc["outputs"][1]["data"] == [False, True]
+    body, length = codec.encode_v2("m", "3", "r", scores, decisions, binary=True)
+    assert length is not None
+    sizes = [o["parameters"]["binary_data_size"] for o in json.loads(body[:length])["outputs"]]
+    assert sizes == [8, 2]
+    np.testing.assert_array_equal(np.frombuffer(body[length : length + 8], "<f4"), scores)
+    assert body[length + 8 :] == b"\x00\x01"
+    assert json.loads(codec.encode_v1("3", scores, decisions))["predictions"][1] == {
+        "fraud_probability": 0.75,
+        "is_fraud": True,
+    }
+
+
+@pytest.fixture(scope="module")
+def challenger(trained_store: TrainedStore) -> xgb.Booster:
+    bundle = load_model(
+        f"models:/fraud-detector/{trained_store.challenger.version}", trained_store.settings
+    ).bundle
+    return bundle.scorer.booster  # type: ignore[attr-defined, no-any-return]
+
+
+def test_tree_evaluator_matches_xgboost(challenger: xgb.Booster, trained_store: TrainedStore) -> None:
+    x = trained_store.frame[list(FEATURES)].to_numpy(np.float32)[:2000]
+    ensemble = TreeEnsemble.from_booster(challenger)
+    assert ensemble is not None
+    want = challenger.inplace_predict(x, validate_features=False)
+    assert np.abs(ensemble.predict_proba(x) - want).max() <= TOLERANCE
+    calls: list[int] = []
+
+    def default(rows: np.ndarray) -> np.ndarray:
+        calls.append(len(rows))
+        return np.asarray(challenger.inplace_predict(rows, validate_features=False), np.float32)
+
+    predict = small_batch_scorer(challenger, default, x[:500])
+    calls.clear()
+    assert np.abs(predict(x[:3]) - want[:3]).max() <= TOLERANCE and calls == []
+    predict(x[:1000])
+    assert calls == [1000]
+
+
+def test_tree_evaluator_declines_other_models(challenger: xgb.Booster) -> None:
+    other = xgb.train({"objective": "reg:squarederror"}, xgb.DMatrix(X, label=[0.0, 1.0]), 2)
+    assert TreeEnsemble.from_booster(other) is None
+
+    def wrong(rows: np.ndarray) -> np.ndarray:
+        return np.zeros(len(rows), np.float32)
+
+    assert small_batch_scorer(challenger, wrong, X) is wrong
+
+
+def test_micro_batcher_merges_waiting_requests() -> None:
+    sizes: list[int] = []
+    release = threading.Event()
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        release.wait(5)
+        sizes.append(len(x))
+        return x[:, 0].copy()
+
+    async def run() -> list[np.ndarray]:
+        batcher = MicroBatcher(predict, max_rows=5)
+        first = asyncio.ensure_future(batcher.score(np.full((1, 30), 0.0, np.float32)))
+        await asyncio.sleep(0.05)  # the first call is now in the model; these queue behind it
+        rest = [
+            asyncio.ensure_future(batcher.score(np.full((2, 30), float(i), np.float32))) for i in (1, 2, 3)
+        ]
+        await asyncio.sleep(0.05)
+        release.set()
+        results = await asyncio.gather(first, *rest)
+        batcher.close()
+        return results
+
+    results = asyncio.run(run())
+    assert sizes == [1, 4, 2]  # 2 + 2 rows fit the limit of 5, the last request goes alone
+    assert [r.tolist() for r in results] == [[0.0], [1.0, 1.0], [2.0, 2.0], [3.0, 3.0]]
+
+
+def test_micro_batcher_reports_model_errors() -> None:
+    def predict(x: np.ndarray) -> np.ndarray:
+        raise RuntimeError("boom")
+
+    async def run() -> None:
+        batcher = MicroBatcher(predict, max_rows=5)
+        with pytest.raises(RuntimeError, match="boom"):
+            await batcher.score(X)
+        batcher.close()
+
+    asyncio.run(run())
+
+
+def test_score_histogram_small_and_large_batches() -> None:
+    histogram = ScoreHistogram((0.1, 0.5, 1.0))
+    histogram.observe(("1", "champion"), np.array([0.05, 0.5, 0.7], np.float32))
+    histogram.observe(("1", "champion"), np.linspace(0, 1, 100, dtype=np.float32))
+    (family,) = histogram.collect()
+    buckets = {s.labels["le"]: s.value for s in family.samples if s.name == "fraud_score_bucket"}
+    linspace = np.linspace(0, 1, 100, dtype=np.float32)
+    assert buckets["0.1"] == 1 + (linspace <= 0.1).sum()
+    assert buckets["0.5"] == 2 + (linspace <= 0.5).sum()
+    assert buckets["+Inf"] == 103
+    total = next(s.value for s in family.samples if s.name == "fraud_score_sum")
+    assert total == pytest.approx(1.25 + linspace.sum(dtype=np.float64), rel=1e-6)
+
+
+def test_kserve_pipeline_v2_and_v1(trained_store: TrainedStore) -> None:
+    """KServe's generic path (gRPC and its own routes) reaches the same scoring code."""
+    settings = make_settings(trained_store.settings.home, model_uri="models:/fraud-detector@champion")
+    model = FraudModel("fraud-detector", settings)
+    with pytest.raises(NotReadyError):
+        asyncio.run(model.score(X, "r", time.perf_counter()))
+    assert model.load() and model.version == "1"
+    tensor = InferInput("features", [2, 30], "FP32")
+    tensor.set_data_from_numpy(X)
+    request = InferRequest(model_name="fraud-detector", infer_inputs=[tensor], request_id="g1")
+    (response, headers) = asyncio.run(model(request, headers={}))
+    want = model.bundle.scorer.predict_proba(X)
+    np.testing.assert_allclose(response.outputs[0].as_numpy(), want, atol=1e-6)
+    assert response.id == "g1" and response.model_version == "1"
+    assert headers == {"x-model-version": "1", "x-model-role": "champion"}
+    (v1, _) = asyncio.run(model({"instances": X.tolist()}, headers={"x-request-id": "h"}))
+    assert [p["fraud_probability"] for p in v1["predictions"]] == pytest.approx(want.tolist(), abs=1e-6)
+    bad = InferInput("features", [2, 30], "INT32")
+    bad.set_data_from_numpy(X.astype(np.int32))
+    with pytest.raises(InvalidRequestError, match="datatype 'INT32'"):
+        asyncio.run(model(InferRequest(model_name="fraud-detector", infer_inputs=[bad]), headers={}))
+    model.stop()
+    assert not model.ready
