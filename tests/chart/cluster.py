@@ -108,7 +108,7 @@ class ControlPlane:
             proc.terminate()
         for proc in reversed(self.processes):
             try:
-                proc.wait(timeout=15)
+                proc.wait(timeout=3)
             except subprocess.TimeoutExpired:
                 proc.kill()
 
@@ -249,7 +249,7 @@ def start(bin_dir: Path, workdir: Path) -> ControlPlane:
     return plane
 
 
-class _Loader(yaml.SafeLoader):
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml: the CRDs are large
     """SafeLoader that reads a bare `=` as the string it is (YAML 1.1 calls it a `value` tag)."""
 
 
