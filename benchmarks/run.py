@@ -32,7 +32,7 @@ import xgboost as xgb
 
 from fraudcore.bundle import save_bundle
 from training.data import fingerprint, split, synthetic_source
-from training.synthetic import generate
+from training.synthetic import KAGGLE_ROWS, generate
 from training.train import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,7 +57,7 @@ class Workload:
 def main() -> None:
     parser = argparse.ArgumentParser(description="Predictor vs MLServer vs in-process XGBoost.")
     parser.add_argument("--duration", type=float, default=15.0, help="seconds per measurement")
-    parser.add_argument("--rows", type=int, default=100_000, help="synthetic rows to train on")
+    parser.add_argument("--rows", type=int, default=KAGGLE_ROWS, help="synthetic rows to train on")
     parser.add_argument("--out", type=Path, default=ROOT / "bench-results")
     parser.add_argument("--no-mlserver", action="store_true", help="skip the peer")
     args = parser.parse_args()

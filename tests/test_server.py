@@ -17,11 +17,13 @@ from typing import Any
 
 import httpx
 import numpy as np
+import psycopg
 import pytest
 import tritonclient.http as triton
 from kserve import InferenceRESTClient, InferInput, InferRequest, RESTConfig
 from prometheus_client.parser import text_string_to_metric_families
 
+from fraudcore import auditdb
 from fraudcore.modelstore import load_model
 from fraudcore.schema import FEATURES
 from tests.conftest import TrainedStore
@@ -409,16 +411,22 @@ def test_metrics(server: Server, expected: tuple[np.ndarray, Any]) -> None:
 # --- other servers: token + registry outage, not ready, fail fast, `fraud serve` -------------------
 
 
-def test_cache_fallback_and_token(
-    server: Server, trained_store: TrainedStore, tmp_path: Path, expected: tuple[np.ndarray, Any]
+def test_cache_fallback_token_and_audit(
+    server: Server,
+    trained_store: TrainedStore,
+    tmp_path: Path,
+    expected: tuple[np.ndarray, Any],
+    audit_dsn: str,
 ) -> None:
-    """After a first run cached the model, a restart with MLflow unreachable serves the cached copy."""
+    """After a first run cached the model, a restart with MLflow unreachable serves the cached copy;
+    the shared token guards the model routes; every scored row reaches the audit table."""
     env = server_env(
         trained_store,
         MLFLOW_TRACKING_URI=f"http://127.0.0.1:{free_port()}",
         FRAUD_MODEL_URI=f"models:/{MODEL}@challenger",
         FRAUD_MODEL_ROLE="challenger",
         FRAUD_API_TOKEN=TOKEN,
+        FRAUD_AUDIT_DSN=audit_dsn,
     )
     x, bundle = expected
     auth = {"Authorization": f"Bearer {TOKEN}"}
@@ -431,7 +439,7 @@ def test_cache_fallback_and_token(
             assert refused.status_code == 401 and refused.headers["www-authenticate"] == "Bearer"
             assert refused.headers["x-request-id"]
         assert httpx.get(f"{offline.url}/v2/models/{MODEL}").status_code == 401
-        reply = httpx.post(url, json=infer_body(x[:2]), headers=auth)
+        reply = httpx.post(url, json=infer_body(x[:2]), headers={**auth, "x-request-id": "audited"})
         assert reply.status_code == 200 and reply.headers["x-model-version"] == "2"
         np.testing.assert_allclose(
             reply.json()["outputs"][0]["data"], bundle.scorer.predict_proba(x[:2]), atol=1e-6
@@ -440,6 +448,18 @@ def test_cache_fallback_and_token(
         samples = metric_samples(offline.url)  # health and metrics need no token
         assert sample(samples, "fraud_rejected_requests_total", reason="unauthorized") == 4
         assert any("cached copy" in r["message"] for r in offline.log_records())
+        deadline = time.monotonic() + 30
+        while (rows := audited_rows(audit_dsn, "audited")) != [("2", "challenger")] * 2:
+            assert time.monotonic() < deadline, rows
+            time.sleep(0.2)
+
+
+def audited_rows(dsn: str, request_id: str) -> list[tuple[str, str]]:
+    with psycopg.connect(dsn) as conn:
+        if conn.execute("SELECT to_regclass(%s)", (auditdb.TABLE,)).fetchone() == (None,):
+            return []
+        query = f"SELECT model_version, role FROM {auditdb.TABLE} WHERE request_id = %s ORDER BY row_index"
+        return [(str(v), str(r)) for v, r in conn.execute(query, (request_id,)).fetchall()]
 
 
 def test_model_that_fails_to_load_is_not_ready(others: dict[str, Server]) -> None:
