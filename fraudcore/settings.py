@@ -60,8 +60,9 @@ class Settings(BaseSettings):
     drift_min_rows: int = Field(default=500, gt=0)
     """Drift check: a window with fewer rows is refused (too small to tell drift from noise)."""
 
-    drift_p_value: float = Field(default=0.05, gt=0, lt=1)
-    """Drift check: significance level for the whole family of per-feature and score tests."""
+    drift_p_value: float = Field(default=0.01, gt=0, lt=1)
+    """Drift check: family-wise significance level of the 31 tests (features and score), i.e. the
+    highest false-alarm rate of a check on clean traffic."""
 
     drift_correction: Literal["bonferroni", "fdr"] = "bonferroni"
     """Drift check: multiple-testing correction across features (Bonferroni or Benjamini-Hochberg FDR)."""

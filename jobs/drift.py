@@ -92,10 +92,10 @@ def check(
     model: LoadedModel,
     window: Window,
     *,
+    correction: Correction,
+    p_value: float,
+    min_rows: int,
     detector: Detector = "ks",
-    correction: Correction = "bonferroni",
-    p_value: float = 0.05,
-    min_rows: int = 500,
 ) -> tuple[DriftResult, np.ndarray, np.ndarray]:
     """Test the window against the model's reference sample.
 
