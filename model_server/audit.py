@@ -4,7 +4,8 @@
 thread COPYs the buffer in batches. While the database is unreachable the buffer keeps at most
 `buffer_rows` rows, dropping the oldest (counted in `fraud_audit_dropped_rows_total`), and the
 writer reconnects with exponential backoff; each change between reachable and unreachable is
-logged once.
+logged once. Rows the database refuses (not an outage) are dropped and counted too, so they
+cannot hold up the ones behind them.
 """
 
 import logging
@@ -150,14 +151,21 @@ class AuditLog:
             self._pending_rows = 0
         if not batch:
             return True
+        rows = sum(s.rows for s in batch)
         try:
             self._copy(batch)
-        except (psycopg.Error, UnavailableError) as e:
+        except (psycopg.OperationalError, psycopg.InterfaceError, UnavailableError) as e:
             self._requeue(batch)
             self._disconnect()
-            self._set_reachable(False, auditdb.describe(e))
+            self._set_reachable(False, auditdb.describe(e.__cause__ or e))
             return False
-        WRITTEN_ROWS.inc(sum(s.rows for s in batch))
+        except (psycopg.Error, ValueError, TypeError) as e:
+            # Not an outage: retrying the same rows would fail again and hold up all later ones.
+            self._disconnect()
+            DROPPED_ROWS.inc(rows)
+            logger.error("audit log: dropped %d rows the database refused: %s", rows, auditdb.describe(e))
+            return True
+        WRITTEN_ROWS.inc(rows)
         self._set_reachable(True)
         return True
 

@@ -106,3 +106,15 @@ def test_starts_and_closes_without_a_database() -> None:
     for i in range(4):
         log.record(f"r{i}", features, scores, decisions, "1", "champion", 0.001)
     log.close(timeout_s=5)
+
+
+def test_rows_the_database_refuses_are_dropped_not_retried(audit_dsn: str) -> None:
+    dropped = counter("fraud_audit_dropped_rows_total")
+    log = AuditLog(audit_dsn, buffer_rows=100, flush_interval_s=0.05)
+    log.start()
+    features, scores, decisions = scored(2)
+    log.record("nul\x00byte", features, scores, decisions, "1", "champion", 0.001)
+    wait_for(lambda: counter("fraud_audit_dropped_rows_total") - dropped == 2)
+    log.record("fine", features, scores, decisions, "1", "champion", 0.001)
+    wait_for(lambda: audit_rows(audit_dsn) == 2)
+    log.close()
