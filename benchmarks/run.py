@@ -65,7 +65,8 @@ def main() -> None:
     machine = {"cpus": os.cpu_count(), "load_before": os.getloadavg(), "cpu_pressure_before": cpu_pressure()}
     if not args.no_mlserver:
         step("installing MLServer 1.7.1 + mlserver-xgboost into benchmarks/mlserver/.venv")
-        subprocess.run(["uv", "sync", "--frozen", "--project", str(PEER_PROJECT)], check=True, cwd=ROOT)
+        uv = os.environ.get("UV") or shutil.which("uv") or "uv"  # `uv run` names itself in $UV
+        subprocess.run([uv, "sync", "--frozen", "--project", str(PEER_PROJECT)], check=True, cwd=ROOT)
     with tempfile.TemporaryDirectory(prefix="fraud-bench-") as tmp:
         work = Path(tmp)
         bundle, x = build_model(work, args.rows)

@@ -94,10 +94,10 @@ def _read_tensors(inputs: list[Any], binary: memoryview, max_rows: int) -> list[
         name, shape = spec["name"], spec.get("shape")
         dtype = check_spec(name, spec.get("datatype"), shape, max_rows)
         size = math.prod(shape)
-        parameters = spec.get("parameters") or {}
-        if "binary_data_size" in parameters:
+        parameters = spec.get("parameters")
+        if isinstance(parameters, dict) and "binary_data_size" in parameters:
             nbytes = parameters["binary_data_size"]
-            if nbytes != size * dtype.itemsize or offset + nbytes > len(binary):
+            if type(nbytes) is not int or nbytes != size * dtype.itemsize or offset + nbytes > len(binary):
                 raise InvalidRequestError(
                     f"input {name!r}: binary_data_size {nbytes} does not match shape {shape} of "
                     f"{spec['datatype']} or the bytes sent"

@@ -76,7 +76,9 @@ class FraudModel(Model):
         return self.loaded.bundle
 
     def load(self) -> bool:
-        """Load the model once; a failure leaves the model not ready with one error log line."""
+        """Load the model; a failure leaves the model not ready with one error log line."""
+        if self.ready:
+            return True
         uri = self.settings.model_uri
         try:
             loaded = load_model(uri, self.settings)
