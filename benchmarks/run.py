@@ -1,11 +1,12 @@
 """`make bench`: the predictor against Seldon MLServer serving the same XGBoost model, in one run.
 
-Trains an XGBoost model on synthetic data into a temporary directory, then measures, one server at
-a time on the same machine: single-row JSON at concurrency 16, single rows at a fixed 500 req/s
-(p99), and 1024-row batches (JSON for both; the binary tensor extension for this predictor, which
-MLServer's REST API does not offer). XGBoost `inplace_predict` in-process is the ceiling. Both
-servers score with one XGBoost thread per call (`OMP_NUM_THREADS=1` for MLServer, `nthread=1` here).
-The load generator is one Python process (benchmarks/loadgen.py). Prints a table and writes JSON to
+Trains an XGBoost model on synthetic data into a temporary directory, starts both servers, and
+measures single-row JSON at concurrency 16, single rows at a fixed 500 req/s (p99), and 1024-row
+batches (JSON for both; the binary tensor extension for this predictor, which MLServer's REST API
+does not offer), alternating between the two servers round by round so that other work on the
+machine weighs on both alike. XGBoost `inplace_predict` in-process is the ceiling. Both servers score
+with one XGBoost thread per call (`OMP_NUM_THREADS=1` for MLServer, `nthread=1` here). The load
+generator is one Python process (benchmarks/loadgen.py). Prints a table and writes JSON to
 bench-results/.
 """
 
@@ -21,7 +22,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,10 +54,15 @@ class Workload:
     concurrency: int = CONCURRENCY
     rate: float = 0.0
 
+    @property
+    def binary(self) -> bool:
+        return bool(self.headers)
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Predictor vs MLServer vs in-process XGBoost.")
-    parser.add_argument("--duration", type=float, default=15.0, help="seconds per measurement")
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds per measurement round")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds per server and workload")
     parser.add_argument("--rows", type=int, default=KAGGLE_ROWS, help="synthetic rows to train on")
     parser.add_argument("--out", type=Path, default=ROOT / "bench-results")
     parser.add_argument("--no-mlserver", action="store_true", help="skip the peer")
@@ -66,22 +72,25 @@ def main() -> None:
     if not args.no_mlserver:
         step("installing MLServer 1.7.1 + mlserver-xgboost into benchmarks/mlserver/.venv")
         uv = os.environ.get("UV") or shutil.which("uv") or "uv"  # `uv run` names itself in $UV
-        subprocess.run([uv, "sync", "--frozen", "--project", str(PEER_PROJECT)], check=True, cwd=ROOT)
-    with tempfile.TemporaryDirectory(prefix="fraud-bench-") as tmp:
+        env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}  # not this project's venv
+        subprocess.run(
+            [uv, "sync", "--frozen", "--project", str(PEER_PROJECT)], check=True, cwd=ROOT, env=env
+        )
+    with tempfile.TemporaryDirectory(prefix="fraud-bench-") as tmp, ExitStack() as servers:
         work = Path(tmp)
         bundle, x = build_model(work, args.rows)
         workloads = write_workloads(work, x)
         results: dict[str, Any] = {"in_process": in_process(bundle / "model.ubj", x)}
-        results["predictor"] = measure_predictor(work, bundle, workloads, args.duration)
+        urls = {"predictor": servers.enter_context(start_predictor(work, bundle))}
         if not args.no_mlserver:
-            peer_workloads = [w for w in workloads if "binary" not in w.name]
-            results["mlserver"] = measure_mlserver(work, bundle, peer_workloads, args.duration)
+            urls["mlserver"] = servers.enter_context(start_mlserver(work, bundle))
+        results |= measure(urls, workloads, args.duration, args.rounds)
     machine |= {"load_after": os.getloadavg(), "cpu_pressure_after": cpu_pressure()}
     report = {
         "started": started.isoformat(timespec="seconds"),
         "machine": machine | {"python": platform.python_version(), "xgboost": xgb.__version__},
-        "settings": {"duration_s": args.duration, "concurrency": CONCURRENCY, "batch_rows": BATCH,
-                     "batch_concurrency": BATCH_CONCURRENCY, "fixed_rate": RATE},
+        "settings": {"round_s": args.duration, "rounds": args.rounds, "concurrency": CONCURRENCY,
+                     "batch_rows": BATCH, "batch_concurrency": BATCH_CONCURRENCY, "fixed_rate": RATE},
         "results": results,
     }  # fmt: skip
     report["targets"] = targets(results)
@@ -155,18 +164,21 @@ def in_process(model_file: Path, x: np.ndarray) -> dict[str, Any]:
     return out
 
 
-def measure_predictor(work: Path, bundle: Path, workloads: list[Workload], duration: float) -> dict[str, Any]:
+@contextmanager
+def start_predictor(work: Path, bundle: Path) -> Iterator[str]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FRAUD_", "MLFLOW_"))}
     env |= {"FRAUD_MODEL_URI": str(bundle), "FRAUD_HOME": str(work / "home"), "FRAUD_MODEL_ROLE": "champion"}
     command = [sys.executable, "-m", "model_server", "--model_name", MODEL, "--http_port", str(port),
                "--enable_grpc", "false"]  # fmt: skip
     step("starting the predictor (python -m model_server)")
-    with server(command, env, work / "predictor.log", f"http://127.0.0.1:{port}/v2/health/ready"):
-        return run_workloads(f"http://127.0.0.1:{port}", workloads, duration)
+    url = f"http://127.0.0.1:{port}"
+    with server(command, env, work / "predictor.log", f"{url}/v2/health/ready"):
+        yield url
 
 
-def measure_mlserver(work: Path, bundle: Path, workloads: list[Workload], duration: float) -> dict[str, Any]:
+@contextmanager
+def start_mlserver(work: Path, bundle: Path) -> Iterator[str]:
     port, grpc, metrics = free_port(), free_port(), free_port()
     models = work / "mlserver"
     (models / MODEL).mkdir(parents=True)
@@ -181,8 +193,9 @@ def measure_mlserver(work: Path, bundle: Path, workloads: list[Workload], durati
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [str(PEER_PROJECT / ".venv" / "bin" / "mlserver"), "start", str(models)]
     step("starting MLServer (mlserver start)")
-    with server(command, env, work / "mlserver.log", f"http://127.0.0.1:{port}/v2/models/{MODEL}/ready"):
-        return run_workloads(f"http://127.0.0.1:{port}", workloads, duration)
+    url = f"http://127.0.0.1:{port}"
+    with server(command, env, work / "mlserver.log", f"{url}/v2/models/{MODEL}/ready"):
+        yield url
 
 
 @contextmanager
@@ -213,23 +226,50 @@ def wait_ready(process: subprocess.Popen[bytes], url: str, log: Path) -> None:
     raise SystemExit(f"server did not become ready; see its log:\n{log.read_text()[-3000:]}")
 
 
-def run_workloads(base_url: str, workloads: list[Workload], duration: float) -> dict[str, Any]:
-    results = {}
+def measure(
+    urls: dict[str, str], workloads: list[Workload], duration: float, rounds: int
+) -> dict[str, dict[str, Any]]:
+    """Each workload in alternating rounds (predictor, MLServer, predictor, …), so that changes in
+    the machine's load during the run reach both servers alike; req/s and p50 are the mean of the
+    rounds, p90/p99/max the worst round."""
+    results: dict[str, dict[str, Any]] = {name: {} for name in urls}
     for workload in workloads:
-        step(f"  {workload.name}")
-        command = [sys.executable, str(ROOT / "benchmarks" / "loadgen.py"),
-                   "--url", f"{base_url}/v2/models/{MODEL}/infer", "--body", str(workload.body),
-                   "--concurrency", str(workload.concurrency), "--duration", str(duration),
-                   "--warmup", "2"]  # fmt: skip
-        if workload.rate:
-            command += ["--rate", str(workload.rate)]
-        for header in workload.headers:
-            command += ["--header", header]
-        done = subprocess.run(command, check=True, capture_output=True, text=True)
-        result = json.loads(done.stdout)
-        result["rows_per_s"] = round(result["req_per_s"] * workload.rows)
-        results[workload.name] = result
+        step(f"{workload.name}: {rounds} round(s) of {duration:g} s per server")
+        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in urls}
+        for _ in range(rounds):
+            for name, url in urls.items():
+                if name == "mlserver" and workload.binary:
+                    continue  # MLServer's REST API has no binary tensor extension
+                runs[name].append(load(url, workload, duration))
+        for name, done in runs.items():
+            if done:
+                results[name][workload.name] = summarise(done, workload.rows)
     return results
+
+
+def load(base_url: str, workload: Workload, duration: float) -> dict[str, Any]:
+    command = [sys.executable, str(ROOT / "benchmarks" / "loadgen.py"),
+               "--url", f"{base_url}/v2/models/{MODEL}/infer", "--body", str(workload.body),
+               "--concurrency", str(workload.concurrency), "--duration", str(duration),
+               "--warmup", "2"]  # fmt: skip
+    if workload.rate:
+        command += ["--rate", str(workload.rate)]
+    for header in workload.headers:
+        command += ["--header", header]
+    done = subprocess.run(command, check=True, capture_output=True, text=True)
+    return dict(json.loads(done.stdout))
+
+
+def summarise(runs: list[dict[str, Any]], rows: int) -> dict[str, Any]:
+    req_per_s = sum(r["req_per_s"] for r in runs) / len(runs)
+    return {
+        "req_per_s": round(req_per_s, 1),
+        "rows_per_s": round(req_per_s * rows),
+        "p50_ms": round(sum(r["p50_ms"] for r in runs) / len(runs), 3),
+        **{k: max(r[k] for r in runs) for k in ("p90_ms", "p99_ms", "max_ms")},
+        "errors": sum(r["errors"] for r in runs),
+        "rounds": runs,
+    }
 
 
 def free_port() -> int:
