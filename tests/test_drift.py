@@ -38,7 +38,7 @@ def champion(trained_store: TrainedStore) -> LoadedModel:
 
 
 def drifted(champion: LoadedModel, frame: pd.DataFrame) -> DriftResult:
-    """The check with the default settings (family-wise p < 0.01, Bonferroni, 500 rows at least)."""
+    """The check with the default settings (family-wise p < 0.01, Bonferroni, 1,000 rows at least)."""
     defaults = make_settings(Path(".fraud"))
     return check(
         champion,
@@ -131,8 +131,9 @@ def test_drift_job_on_the_audit_log(
     assert run.data.tags["drift_detected"] == "true"
     assert {a.path for a in client.list_artifacts(run.info.run_id)} == {"drift.json", "drift.html"}
 
-    quiet = fraud("drift", "--rows", "600", "--since", "1h", "--out", str(tmp_path / "quiet"), **env)
-    assert quiet.code == 4, "the same traffic seen through a narrower window still drifts"
+    narrower = fraud("drift", "--rows", "1000", "--since", "1h", "--out", str(tmp_path / "narrow"), **env)
+    assert narrower.code == 4, narrower.err
+    assert "audit log (last 1,000 rows of the last 1h)" in narrower.out
 
 
 def test_clean_csv_window_with_labels(trained_store: TrainedStore, tmp_path: Path, fraud: Fraud) -> None:
@@ -165,7 +166,7 @@ def test_problems_are_one_line(
     small = tmp_path / "small.csv"
     window(5_003, rows=100).to_csv(small, index=False)
     cases = {
-        "too few rows": (["--data", str(small)], {}, "fewer than the 500 a drift check needs"),
+        "too few rows": (["--data", str(small)], {}, "fewer than the 1,000 a drift check needs"),
         "empty window": ([], {"FRAUD_AUDIT_DSN": audit_dsn}, "the window is empty"),
         "database down": ([], {"FRAUD_AUDIT_DSN": "postgresql://fraud@127.0.0.1:1/fraud"}, "unreachable"),
         "no database": ([], {}, "no audit database configured"),
