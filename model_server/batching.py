@@ -1,8 +1,9 @@
-"""Micro-batching: requests that arrive while the model is busy are scored together in one call.
+"""Micro-batching: requests that arrive together, or while the model is busy, are scored in one call.
 
-There is no waiting window: an idle model scores a request at once, so batching costs no latency
-at low load and turns many single-row calls into one call under load. The model runs on one
-worker thread (tree prediction releases the GIL), so the event loop keeps reading requests.
+There is no waiting window: requests queued by the time the event loop gets to them are merged, so
+batching adds no latency at low load and turns many single-row calls into one under load. Small
+batches are scored right on the event loop (a thread hand-off would cost more than the scoring);
+large ones on one worker thread (XGBoost releases the GIL), so the loop keeps reading requests.
 """
 
 import asyncio
@@ -17,9 +18,12 @@ Predict = Callable[[np.ndarray], np.ndarray]
 class MicroBatcher:
     """Queues float32 `[n, 30]` matrices and scores the queued ones with one `predict` call."""
 
-    def __init__(self, predict: Predict, max_rows: int) -> None:
+    def __init__(self, predict: Predict, max_rows: int, inline: Predict | None = None, inline_rows: int = 0):
+        """`predict` runs on the worker thread; batches of up to `inline_rows` rows go to `inline`."""
         self._predict = predict
         self._max_rows = max_rows
+        self._inline = inline
+        self._inline_rows = inline_rows if inline else 0
         self._pending: list[tuple[np.ndarray, asyncio.Future[np.ndarray]]] = []
         self._drainer: asyncio.Task[None] | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")
@@ -40,7 +44,10 @@ class MicroBatcher:
                 matrices = [x for x, _ in batch]
                 x = matrices[0] if len(matrices) == 1 else np.concatenate(matrices)
                 try:
-                    scores = await loop.run_in_executor(self._executor, self._predict, x)
+                    if self._inline is not None and len(x) <= self._inline_rows:
+                        scores = self._inline(x)
+                    else:
+                        scores = await loop.run_in_executor(self._executor, self._predict, x)
                 except Exception as e:
                     for _, future in batch:
                         if not future.done():

@@ -2,7 +2,6 @@
 
 import logging
 import time
-from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
@@ -17,7 +16,7 @@ from model_server import codec
 from model_server.batching import MicroBatcher
 from model_server.errors import NotReadyError
 from model_server.metrics import ModelMetrics
-from model_server.trees import small_batch_scorer
+from model_server.trees import SMALL_BATCH_ROWS, verified_ensemble
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +88,7 @@ class FraudModel(Model):
         self.loaded = loaded
         self.metrics = ModelMetrics(loaded.version, self.role)
         self.metrics.announce(loaded.bundle.card.kind, loaded.bundle.card.threshold)
-        self._batcher = MicroBatcher(_predictor(loaded.bundle), MICRO_BATCH_ROWS)
+        self._batcher = _batcher(loaded.bundle)
         if self.settings.audit_dsn:
             from model_server.audit import AuditLog
 
@@ -205,9 +204,15 @@ class FraudModel(Model):
         }
 
 
-def _predictor(bundle: Bundle) -> Callable[[np.ndarray], np.ndarray]:
-    """The bundle's scorer, with the numpy evaluator for small batches of an XGBoost model."""
+def _batcher(bundle: Bundle) -> MicroBatcher:
+    """XGBoost on the worker thread, with the numpy evaluator inline for small batches; the
+    logistic model (one matrix product) inline for any batch."""
     scorer = bundle.scorer
     if isinstance(scorer, XGBoostScorer):
-        return small_batch_scorer(scorer.booster, scorer.predict_proba, bundle.reference())
-    return scorer.predict_proba
+        ensemble = verified_ensemble(scorer.booster, scorer.predict_proba, bundle.reference())
+        if ensemble is not None:
+            return MicroBatcher(
+                scorer.predict_proba, MICRO_BATCH_ROWS, ensemble.predict_proba, SMALL_BATCH_ROWS
+            )
+        return MicroBatcher(scorer.predict_proba, MICRO_BATCH_ROWS)
+    return MicroBatcher(scorer.predict_proba, MICRO_BATCH_ROWS, scorer.predict_proba, MICRO_BATCH_ROWS)

@@ -103,21 +103,17 @@ def _depth(lefts: np.ndarray, rights: np.ndarray) -> int:
         depth += 1
 
 
-def small_batch_scorer(
-    booster: xgb.Booster, default: Callable[[np.ndarray], np.ndarray], reference: np.ndarray
-) -> Callable[[np.ndarray], np.ndarray]:
-    """`default` for large batches and the numpy evaluator for small ones, if it matches XGBoost."""
+def verified_ensemble(
+    booster: xgb.Booster, predict: Callable[[np.ndarray], np.ndarray], reference: np.ndarray
+) -> TreeEnsemble | None:
+    """The numpy evaluator of `booster` if it reproduces `predict` on `reference`, else None."""
     ensemble = TreeEnsemble.from_booster(booster)
     if ensemble is None:
         logger.info("small-batch tree evaluator not used: the model has features it does not cover")
-        return default
-    difference = float(np.abs(ensemble.predict_proba(reference) - default(reference)).max())
+        return None
+    difference = float(np.abs(ensemble.predict_proba(reference) - predict(reference)).max())
     if difference > TOLERANCE:
         logger.warning("small-batch tree evaluator not used: it differs from XGBoost by %.3g", difference)
-        return default
-
-    def predict(x: np.ndarray) -> np.ndarray:
-        return ensemble.predict_proba(x) if len(x) <= SMALL_BATCH_ROWS else default(x)
-
-    logger.info("small batches (up to %d rows) use the numpy tree evaluator", SMALL_BATCH_ROWS)
-    return predict
+        return None
+    logger.info("batches of up to %d rows use the numpy tree evaluator", SMALL_BATCH_ROWS)
+    return ensemble

@@ -19,7 +19,7 @@ from model_server.batching import MicroBatcher
 from model_server.errors import BatchTooLargeError, InvalidRequestError, NotReadyError
 from model_server.metrics import ScoreHistogram
 from model_server.model import FraudModel
-from model_server.trees import TOLERANCE, TreeEnsemble, small_batch_scorer
+from model_server.trees import TOLERANCE, TreeEnsemble, verified_ensemble
 from tests.conftest import TrainedStore, make_settings
 
 X = np.arange(60, dtype=np.float32).reshape(2, 30) / 7
@@ -111,31 +111,24 @@ def challenger(trained_store: TrainedStore) -> xgb.Booster:
 
 def test_tree_evaluator_matches_xgboost(challenger: xgb.Booster, trained_store: TrainedStore) -> None:
     x = trained_store.frame[list(FEATURES)].to_numpy(np.float32)[:2000]
-    ensemble = TreeEnsemble.from_booster(challenger)
-    assert ensemble is not None
-    want = challenger.inplace_predict(x, validate_features=False)
-    assert np.abs(ensemble.predict_proba(x) - want).max() <= TOLERANCE
-    calls: list[int] = []
 
-    def default(rows: np.ndarray) -> np.ndarray:
-        calls.append(len(rows))
+    def xgboost(rows: np.ndarray) -> np.ndarray:
         return np.asarray(challenger.inplace_predict(rows, validate_features=False), np.float32)
 
-    predict = small_batch_scorer(challenger, default, x[:500])
-    calls.clear()
-    assert np.abs(predict(x[:3]) - want[:3]).max() <= TOLERANCE and calls == []
-    predict(x[:1000])
-    assert calls == [1000]
+    ensemble = verified_ensemble(challenger, xgboost, x[:500])
+    assert ensemble is not None
+    assert np.abs(ensemble.predict_proba(x) - xgboost(x)).max() <= TOLERANCE
+    assert np.abs(ensemble.predict_proba(x[7:8]) - xgboost(x[7:8])).max() <= TOLERANCE
 
 
 def test_tree_evaluator_declines_other_models(challenger: xgb.Booster) -> None:
-    other = xgb.train({"objective": "reg:squarederror"}, xgb.DMatrix(X, label=[0.0, 1.0]), 2)
-    assert TreeEnsemble.from_booster(other) is None
+    regression = xgb.train({"objective": "reg:squarederror"}, xgb.DMatrix(X, label=[0.0, 1.0]), 2)
+    assert TreeEnsemble.from_booster(regression) is None
 
     def wrong(rows: np.ndarray) -> np.ndarray:
         return np.zeros(len(rows), np.float32)
 
-    assert small_batch_scorer(challenger, wrong, X) is wrong
+    assert verified_ensemble(challenger, wrong, X) is None
 
 
 def test_micro_batcher_merges_waiting_requests() -> None:
@@ -163,6 +156,29 @@ def test_micro_batcher_merges_waiting_requests() -> None:
     results = asyncio.run(run())
     assert sizes == [1, 4, 2]  # 2 + 2 rows fit the limit of 5, the last request goes alone
     assert [r.tolist() for r in results] == [[0.0], [1.0, 1.0], [2.0, 2.0], [3.0, 3.0]]
+
+
+def test_micro_batcher_scores_small_batches_on_the_loop() -> None:
+    loop_thread: list[str] = []
+
+    def inline(x: np.ndarray) -> np.ndarray:
+        loop_thread.append(threading.current_thread().name)
+        return x[:, 0] + 1
+
+    def threaded(x: np.ndarray) -> np.ndarray:
+        return x[:, 0] - 1
+
+    async def run() -> list[np.ndarray]:
+        batcher = MicroBatcher(threaded, max_rows=3, inline=inline, inline_rows=3)
+        together = [batcher.score(np.full((1, 30), float(i), np.float32)) for i in range(3)]
+        results = await asyncio.gather(*together, batcher.score(np.zeros((4, 30), np.float32)))
+        batcher.close()
+        return results
+
+    results = asyncio.run(run())
+    assert [r.tolist() for r in results[:3]] == [[1.0], [2.0], [3.0]]  # merged: one inline call
+    assert results[3].tolist() == [-1.0] * 4
+    assert loop_thread == [threading.main_thread().name]
 
 
 def test_micro_batcher_reports_model_errors() -> None:
