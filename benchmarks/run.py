@@ -53,6 +53,8 @@ class Workload:
     headers: tuple[str, ...] = ()
     concurrency: int = CONCURRENCY
     rate: float = 0.0
+    ceiling: str | None = None
+    """Which in-process measurement ("single" or "batch") runs in this workload's rounds."""
 
     @property
     def binary(self) -> bool:
@@ -80,11 +82,12 @@ def main() -> None:
         work = Path(tmp)
         bundle, x = build_model(work, args.rows)
         workloads = write_workloads(work, x)
-        results: dict[str, Any] = {"in_process": in_process(bundle / "model.ubj", x)}
+        ceiling = InProcess(bundle / "model.ubj", x)
         urls = {"predictor": servers.enter_context(start_predictor(work, bundle))}
         if not args.no_mlserver:
             urls["mlserver"] = servers.enter_context(start_mlserver(work, bundle))
-        results |= measure(urls, workloads, args.duration, args.rounds)
+        results: dict[str, Any] = measure(urls, workloads, args.duration, args.rounds, ceiling)
+        results["in_process"] = ceiling.summary()
     machine |= {"load_after": os.getloadavg(), "cpu_pressure_after": cpu_pressure()}
     report = {
         "started": started.isoformat(timespec="seconds"),
@@ -135,33 +138,46 @@ def write_workloads(work: Path, x: np.ndarray) -> list[Workload]:
                                      "parameters": {"binary_data_size": x.nbytes}}]}).encode()  # fmt: skip
     (work / "batch.bin").write_bytes(header + np.ascontiguousarray(x, "<f4").tobytes())
     return [
-        Workload("single-row JSON, c=16", 1, work / "single.json"),
+        Workload("single-row JSON, c=16", 1, work / "single.json", ceiling="single"),
         Workload("single-row JSON, 500 req/s", 1, work / "single.json", rate=RATE),
         Workload(f"{BATCH}-row JSON, c={BATCH_CONCURRENCY}", BATCH, work / "batch.json",
-                 concurrency=BATCH_CONCURRENCY),
+                 concurrency=BATCH_CONCURRENCY, ceiling="batch"),
         Workload(f"{BATCH}-row binary, c={BATCH_CONCURRENCY}", BATCH, work / "batch.bin",
                  (f"inference-header-content-length: {len(header)}",), concurrency=BATCH_CONCURRENCY),
     ]  # fmt: skip
 
 
-def in_process(model_file: Path, x: np.ndarray) -> dict[str, Any]:
-    """The ceiling: XGBoost's inplace_predict in this process, one thread, no HTTP, no decoding."""
-    step("measuring in-process XGBoost inplace_predict")
-    booster = xgb.Booster(model_file=str(model_file))
-    booster.set_param({"nthread": 1})
-    out: dict[str, Any] = {"trees": booster.num_boosted_rounds()}
-    for name, rows in (("single", x[:1]), ("batch", x)):
+class InProcess:
+    """The ceiling: XGBoost's inplace_predict in this process, one thread, no HTTP, no decoding.
+
+    Measured in every round next to the servers, so that it sees the same machine load they do."""
+
+    def __init__(self, model_file: Path, x: np.ndarray) -> None:
+        self.booster = xgb.Booster(model_file=str(model_file))
+        self.booster.set_param({"nthread": 1})
+        self.x = x
+        self.rounds: dict[str, list[float]] = {"single": [], "batch": []}
+
+    def measure(self, kind: str, seconds: float) -> None:
+        rows = self.x[:1] if kind == "single" else self.x
         calls, begin = 0, time.perf_counter()
-        while time.perf_counter() - begin < 3.0:
-            booster.inplace_predict(rows, validate_features=False)
+        while time.perf_counter() - begin < seconds:
+            self.booster.inplace_predict(rows, validate_features=False)
             calls += 1
-        seconds = time.perf_counter() - begin
-        out[name] = {
-            "calls_per_s": round(calls / seconds, 1),
-            "rows_per_s": round(calls * len(rows) / seconds),
-            "us_per_call": round(seconds / calls * 1e6, 1),
-        }
-    return out
+        self.rounds[kind].append(calls / (time.perf_counter() - begin))
+
+    def summary(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"trees": self.booster.num_boosted_rounds()}
+        for kind, rounds in self.rounds.items():
+            calls_per_s = sum(rounds) / len(rounds)
+            rows = 1 if kind == "single" else len(self.x)
+            out[kind] = {
+                "calls_per_s": round(calls_per_s, 1),
+                "rows_per_s": round(calls_per_s * rows),
+                "us_per_call": round(1e6 / calls_per_s, 1),
+                "rounds_calls_per_s": [round(r, 1) for r in rounds],
+            }
+        return out
 
 
 @contextmanager
@@ -227,10 +243,10 @@ def wait_ready(process: subprocess.Popen[bytes], url: str, log: Path) -> None:
 
 
 def measure(
-    urls: dict[str, str], workloads: list[Workload], duration: float, rounds: int
+    urls: dict[str, str], workloads: list[Workload], duration: float, rounds: int, ceiling: InProcess
 ) -> dict[str, dict[str, Any]]:
-    """Each workload in alternating rounds (predictor, MLServer, predictor, …), so that changes in
-    the machine's load during the run reach both servers alike; req/s and p50 are the mean of the
+    """Each workload in alternating rounds (predictor, MLServer, in-process, predictor, …), so that
+    changes in the machine's load during the run reach all alike; req/s and p50 are the mean of the
     rounds, p90/p99/max the worst round."""
     results: dict[str, dict[str, Any]] = {name: {} for name in urls}
     for workload in workloads:
@@ -241,6 +257,8 @@ def measure(
                 if name == "mlserver" and workload.binary:
                     continue  # MLServer's REST API has no binary tensor extension
                 runs[name].append(load(url, workload, duration))
+            if workload.ceiling:
+                ceiling.measure(workload.ceiling, duration / 2)
         for name, done in runs.items():
             if done:
                 results[name][workload.name] = summarise(done, workload.rows)
