@@ -12,8 +12,8 @@ import logging
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 import numpy as np
 import psycopg
@@ -36,8 +36,7 @@ _COPY = sql.SQL("COPY {} ({}) FROM STDIN").format(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class _Scored:
+class _Scored(NamedTuple):
     """One request's rows as the predictor handed them over (converted only in the writer)."""
 
     request_id: str
@@ -111,13 +110,14 @@ class AuditLog:
         """Queue one request's scored rows (`features` is `[N, 30]`); never blocks on the database."""
         scored = _Scored(request_id, time.time(), features, scores, decisions, model_version, role, latency_s)
         with self._lock:
+            before = self._pending_rows
             self._pending.append(scored)
             self._pending_rows += scored.rows
             dropped = self._trim()
-            full = self._pending_rows >= self._batch_rows
+            filled = before < self._batch_rows <= self._pending_rows
         if dropped:
             DROPPED_ROWS.inc(dropped)
-        if full:
+        if filled:
             self._wake.set()
 
     def _trim(self) -> int:
