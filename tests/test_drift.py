@@ -134,6 +134,9 @@ def test_drift_job_on_the_audit_log(
     narrower = fraud("drift", "--rows", "1000", "--since", "1h", "--out", str(tmp_path / "narrow"), **env)
     assert narrower.code == 4, narrower.err
     assert "audit log (last 1,000 rows of the last 1h)" in narrower.out
+    as_cronjob = fraud("drift", "--no-fail-on-drift", "--out", str(tmp_path / "cron"), **env)
+    assert as_cronjob.code == 0, as_cronjob.err
+    assert "drift detected" in as_cronjob.out
 
 
 def test_clean_csv_window_with_labels(trained_store: TrainedStore, tmp_path: Path, fraud: Fraud) -> None:

@@ -48,6 +48,9 @@ def drift(
     model_uri: str | None = typer.Option(
         None, "--model-uri", help="Model whose reference sample is the baseline [default: the champion]."
     ),
+    fail_on_drift: bool = typer.Option(
+        True, "--fail-on-drift/--no-fail-on-drift", help="Exit 4 on drift (off: exit 0, e.g. in a CronJob)."
+    ),
     out: Path | None = typer.Option(
         None,
         "--out",
@@ -57,9 +60,9 @@ def drift(
 ) -> None:
     """Test a window of scored transactions against the champion's training sample.
 
-    Exits 0 when nothing drifted, 4 when the inputs or the scores drifted, 1 on errors. Writes a
-    JSON result and an HTML report, pushes metrics to the Pushgateway (FRAUD_PUSHGATEWAY_URL) and
-    logs an MLflow run with both files.
+    Exits 0 when nothing drifted, 4 when the inputs or the scores drifted (unless
+    --no-fail-on-drift), 1 on errors. Writes a JSON result and an HTML report, pushes metrics to
+    the Pushgateway (FRAUD_PUSHGATEWAY_URL) and logs an MLflow run with both files.
     """
     config = settings(ctx)
     # alibi-detect imports transformers, which resets its own logger's level when imported: filter.
@@ -112,5 +115,5 @@ def drift(
         f"model: {result.model} version {result.model_version}\n"
         f"report: {files[1]}\nresult: {files[0]}\nMLflow run: {run_id}"
     )
-    if result.detected:
+    if result.detected and fail_on_drift:
         raise typer.Exit(ExitCode.DRIFT)
