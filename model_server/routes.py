@@ -23,8 +23,15 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fraudcore.errors import FraudError
+from fraudcore.schema import N_FEATURES
 from model_server import codec
-from model_server.errors import NotReadyError, UnauthorizedError, UnknownModelError, reason_of
+from model_server.errors import (
+    BatchTooLargeError,
+    NotReadyError,
+    UnauthorizedError,
+    UnknownModelError,
+    reason_of,
+)
 from model_server.model import FraudModel
 
 logger = logging.getLogger("model_server.requests")
@@ -33,6 +40,9 @@ REQUEST_ID_HEADER = b"x-request-id"
 JSON_LENGTH_HEADER = b"inference-header-content-length"
 PROTECTED_PREFIXES = ("/v1/models", "/v2/models", "/v2/repository")
 """Paths that need the shared token when one is set; health, metrics and server metadata do not."""
+
+MAX_BYTES_PER_VALUE = 32
+"""Room per feature value when bounding the body size (a JSON float32 needs at most ~16)."""
 
 _V2_INFER = re.compile(r"/v2/models/([^/]+)/infer")
 _V1_PREDICT = re.compile(r"/v1/models/([^/]+):predict")
@@ -60,6 +70,8 @@ class ScoringMiddleware:
         self.app = app
         self.model = model
         self.max_rows = model.settings.max_batch_rows
+        # A body this large cannot hold max_rows rows of sensible JSON numbers: refused unread.
+        self.max_bytes = self.max_rows * N_FEATURES * MAX_BYTES_PER_VALUE + 65536
         self.expected = f"Bearer {token}".encode() if token else None
         self._headers: Headers = []
         self._headers_version: str | None = None
@@ -70,6 +82,7 @@ class ScoringMiddleware:
             return
         started = time.perf_counter()
         request_id = authorization = json_length = None
+        length = 0
         for key, value in scope["headers"]:
             if key == REQUEST_ID_HEADER:
                 request_id = value
@@ -77,6 +90,8 @@ class ScoringMiddleware:
                 authorization = value
             elif key == JSON_LENGTH_HEADER:
                 json_length = value
+            elif key == b"content-length" and value.isdigit():
+                length = int(value)
         if not request_id or len(request_id) > 200 or not request_id.isascii():
             request_id = b"%032x" % random.getrandbits(128)
         rid = request_id.decode()
@@ -100,8 +115,12 @@ class ScoringMiddleware:
             await self.app(scope, receive, send_with_id)
             return
         score, name = handler
-        body = await _read_body(receive)
         try:
+            if length > self.max_bytes:
+                raise BatchTooLargeError(
+                    f"request body of {length} bytes is over the limit for {self.max_rows} rows per request"
+                )
+            body = await _read_body(receive)
             if name != self.model.name:
                 raise UnknownModelError(
                     f"model {name!r} is not served here; this server serves {self.model.name!r}"

@@ -366,6 +366,8 @@ def test_binary_nan_and_bad_sizes(server: Server) -> None:
     assert short.status_code == 400 and "binary_data_size" in short.json()["error"]
     bad_length = httpx.post(url, content=header, headers={"inference-header-content-length": "many"})
     assert bad_length.status_code == 400
+    huge = httpx.post(url, content=b" " * 600_000)  # more bytes than MAX_ROWS rows can take: not even read
+    assert huge.status_code == 413 and "request body of 600000 bytes" in huge.json()["error"]
 
 
 def test_wrong_model_name_and_v1_mistakes(server: Server) -> None:
