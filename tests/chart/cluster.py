@@ -249,7 +249,7 @@ def start(bin_dir: Path, workdir: Path) -> ControlPlane:
     return plane
 
 
-class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml: the CRDs are large
+class _Loader(yaml.SafeLoader):
     """SafeLoader that reads a bare `=` as the string it is (YAML 1.1 calls it a `value` tag)."""
 
 
