@@ -19,15 +19,16 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 CACHE="${FRAUD_CACHE_DIR:-$HOME/.cache/fraud-detection}"
 BIN="$CACHE/bin"
 export GOMODCACHE="$CACHE/go/mod" GOCACHE="$CACHE/go/build" GOFLAGS="-mod=mod -buildvcs=false"
-export CGO_ENABLED=0 GOTOOLCHAIN=local GOPROXY="${GOPROXY:-https://proxy.golang.org,direct}"
+export CGO_ENABLED=0 GOPROXY="${GOPROXY:-https://proxy.golang.org,direct}"
 [[ -d /usr/local/go/bin ]] && PATH="$PATH:/usr/local/go/bin"
 
 step=""
 log() { printf '[tools] %s\n' "$*" >&2; }
 die() { printf 'tools.sh: %s failed: %s\n' "${step:-setup}" "$*" >&2; step=""; exit 1; }
-trap 'rc=$?; [[ $rc -ne 0 && -n $step ]] && printf "tools.sh: %s failed (exit %s); see output above\n" "${step:-setup}" "$rc" >&2' EXIT
+trap 'rc=$?; [[ $rc -ne 0 && -n $step ]] && printf "tools.sh: %s failed (exit %s); details: %s\n" "$step" "$rc" "${LOG:-stderr}" >&2' EXIT
 
-command -v go >/dev/null || die "Go toolchain not found (need go >= 1.24 on PATH or in /usr/local/go/bin)"
+# An older local Go fetches the toolchain the modules ask for through the module proxy (GOTOOLCHAIN=auto).
+command -v go >/dev/null || die "Go toolchain not found (need go >= 1.21 on PATH or in /usr/local/go/bin)"
 mkdir -p "$BIN" "$CACHE/tools" "$CACHE/crds" "$CACHE/openapi" "$CACHE/logs"
 LOG="$CACHE/logs/tools.log"   # the Go toolchain's own output goes here, not to the terminal
 : >"$LOG"
