@@ -8,7 +8,6 @@ same 31 columns), which also sees shifts in the joint distribution; the per-feat
 reported. Labelled rows in the window add the champion's PR-AUC and recall there.
 """
 
-import logging
 import warnings
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -21,8 +20,6 @@ from fraudcore.errors import InvalidInputError
 from fraudcore.modelstore import LoadedModel
 from fraudcore.schema import FEATURES
 from jobs.window import Window
-
-logger = logging.getLogger(__name__)
 
 Detector = Literal["ks", "classifier"]
 Correction = Literal["bonferroni", "fdr"]

@@ -36,7 +36,6 @@ class Retrained:
     outcome: Outcome | None = None
     skipped: str | None = None
     labelled_rows: int = 0
-    data_source: str = ""
 
 
 def retrain(settings: Settings, labelled: Window | None = None, only_on_drift: bool = False) -> Retrained:
@@ -80,7 +79,7 @@ def retrain(settings: Settings, labelled: Window | None = None, only_on_drift: b
         status = RunStatus.to_string(RunStatus.FINISHED)
     finally:
         client.set_terminated(run_id, status)
-    return Retrained(outcome, labelled_rows=len(frame), data_source=source)
+    return Retrained(outcome, labelled_rows=len(frame))
 
 
 def _config(settings: Settings, params: dict[str, str | int | float]) -> TrainConfig:
