@@ -71,7 +71,9 @@ def test_pods_are_restricted_and_bounded(rendered: dict[str, list[dict]], values
             psc = pod.get("securityContext", {})
             assert psc.get("runAsNonRoot") is True, where
             assert psc.get("seccompProfile", {}).get("type") == "RuntimeDefault", where
-            assert pod.get("automountServiceAccountToken") is False, where
+            # Only the canary ServiceAccount (retrain job starting a canary) needs its token.
+            token = pod.get("serviceAccountName", "").endswith("-canary")
+            assert pod.get("automountServiceAccountToken") is token, where
             for c in pod["containers"]:
                 sc = c.get("securityContext", {})
                 assert sc.get("allowPrivilegeEscalation") is False, (where, c["name"])
@@ -165,6 +167,19 @@ def test_knative_mode_is_one_inferenceservice(rendered: dict[str, list[dict]]) -
     env = {e["name"]: e.get("value") for e in isvc["spec"]["predictor"]["containers"][0]["env"]}
     assert env["FRAUD_MODEL_URI"] == "models:/fraud-detector/4"  # the canary revision
     assert isvc["metadata"]["annotations"]["fraud-detection.io/champion-version"] == "3"
+
+
+def test_retrain_job_can_start_a_canary(rendered: dict[str, list[dict]]) -> None:
+    jobs = {o["metadata"]["name"]: o for o in rendered["canary-values"] if o["kind"] == "CronJob"}
+    pod = jobs["fraud-fraud-detection-retrain"]["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "fraud-fraud-detection-canary"
+    container = pod["containers"][0]
+    assert container["args"] == ["--canary-percent", "5"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["FRAUD_CANARY_NAME"] == "fraud-fraud-detection"
+    drift = jobs["fraud-fraud-detection-drift"]["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert drift["containers"][0]["args"] == ["--no-fail-on-drift"]
+    assert drift["serviceAccountName"] == "fraud-fraud-detection-jobs"
 
 
 def test_canary_role_is_least_privilege(rendered: dict[str, list[dict]]) -> None:
@@ -325,6 +340,19 @@ def test_external_services_need_their_settings(helm: Callable[..., subprocess.Co
         check=False,
     )
     assert "mlflow.externalTrackingUri is required" in proc.stderr
+    proc = helm(
+        "template",
+        "x",
+        str(CHART),
+        "--kube-version",
+        "v1.32.13",
+        "--set",
+        "jobs.retrain.canaryPercent=5",
+        "--set",
+        "canary.rbac.create=false",
+        check=False,
+    )
+    assert "jobs.retrain.canaryPercent needs canary.rbac.create=true" in proc.stderr
 
 
 def test_skaffold_sets_both_images() -> None:
