@@ -119,3 +119,5 @@ class Settings(BaseSettings):
 def quiet_mlflow() -> None:
     """MLflow reads some options only from the environment: no progress bars in logs and jobs."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # A model bundle is self-contained; copying this project's uv.lock into every model is noise.
+    os.environ.setdefault("MLFLOW_LOG_UV_FILES", "false")

@@ -10,7 +10,23 @@ DATA=$FRAUD_HOME/data/transactions.csv
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
+SERVE_PORT=${FRAUD_DEMO_PORT:-18080}
+URL=http://127.0.0.1:$SERVE_PORT
+export FRAUD_PG_DIR=$FRAUD_HOME/postgres FRAUD_PG_PORT=${FRAUD_PG_PORT:-54329}
+SERVER=
+
+serve() {  # serve @champion in the background (audit log on); wait until ready
+  $FRAUD serve --model-uri "models:/fraud-detector@champion" --port "$SERVE_PORT" --role champion \
+    >"$FRAUD_HOME/serve.log" 2>&1 &
+  SERVER=$!
+  for _ in $(seq 180); do curl -sf "$URL/v2/health/ready" >/dev/null && return; sleep 1; done
+  echo "the predictor did not start; see $FRAUD_HOME/serve.log" >&2; exit 1
+}
+stop_serving() { [[ -z $SERVER ]] || { kill "$SERVER" 2>/dev/null; wait "$SERVER" 2>/dev/null || true; SERVER=; }; }
+
+[[ -d $FRAUD_PG_DIR ]] && scripts/postgres.sh stop >/dev/null 2>&1 || true
 rm -rf "$FRAUD_HOME"
+trap 'stop_serving; scripts/postgres.sh stop >/dev/null 2>&1 || true' EXIT
 
 step "1. Generate two days of card transactions (the public data set's size and schema, seeded)"
 $FRAUD data generate --out "$DATA"
@@ -33,3 +49,47 @@ $FRAUD models list
 step "6. Promote the challenger after the gate compares it with the champion on the same holdout"
 $FRAUD models promote @challenger
 $FRAUD models list
+
+step "7. Serve the champion with the KServe predictor; every scored transaction goes to a PostgreSQL audit log"
+export FRAUD_AUDIT_DSN=$(scripts/postgres.sh start)
+serve
+.venv/bin/python - "$DATA" >"$FRAUD_HOME/request.json" <<'PY'
+import csv, json, sys
+rows = [row for _, row in zip(range(3), csv.DictReader(open(sys.argv[1])))]
+data = [float(v) for row in rows for k, v in row.items() if k != "Class"]
+print(json.dumps({"inputs": [{"name": "features", "shape": [3, 30], "datatype": "FP64", "data": data}]}))
+PY
+echo "POST $URL/v2/models/fraud-detector/infer  (three transactions, Open Inference Protocol v2)"
+curl -s -i -H 'content-type: application/json' -H 'x-request-id: demo-1' \
+  "$URL/v2/models/fraud-detector/infer" -d @"$FRAUD_HOME/request.json" | grep -iv '^date\|^server'
+echo
+
+step "8. Normal traffic: 2,000 transactions, then a drift check against the champion's training sample"
+$FRAUD data generate --rows 2000 --seed 101 --out "$FRAUD_HOME/data/clean.csv"
+$FRAUD traffic send "$FRAUD_HOME/data/clean.csv" --url "$URL" --labels-out "$FRAUD_HOME/data/clean-labels.csv"
+$FRAUD drift --no-fail-on-drift --out "$FRAUD_HOME/reports/clean"
+
+step "9. Fraudsters adapt: a wave of a fraud pattern the champion has never seen"
+$FRAUD data generate --rows 2000 --seed 102 --scenario new-fraud-pattern --out "$FRAUD_HOME/data/wave.csv"
+$FRAUD traffic send "$FRAUD_HOME/data/wave.csv" --url "$URL" --labels-out "$FRAUD_HOME/data/wave-labels.csv"
+
+step "10. Chargebacks arrive: attach the ground truth to the logged transactions"
+$FRAUD labels ingest "$FRAUD_HOME/data/clean-labels.csv"
+$FRAUD labels ingest "$FRAUD_HOME/data/wave-labels.csv"
+
+step "11. The drift check catches it (exit 4) and shows the champion missing the new fraud"
+if $FRAUD drift --out "$FRAUD_HOME/reports/wave"; then echo "drift was not detected" >&2; exit 1; fi
+echo "report: $FRAUD_HOME/reports/wave/drift.html"
+
+step "12. Drift-triggered retraining on the training data plus the labelled traffic: a gated @challenger"
+$FRAUD retrain --only-on-drift
+
+step "13. Promote the challenger (re-gated on the same holdout) and serve the new champion"
+$FRAUD models promote @challenger
+stop_serving
+serve
+$FRAUD traffic send "$FRAUD_HOME/data/wave.csv" --url "$URL"
+
+step "Summary"
+$FRAUD models list
+echo "drift reports: $FRAUD_HOME/reports/{clean,wave}/drift.html   audit log: $FRAUD_AUDIT_DSN"

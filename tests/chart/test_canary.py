@@ -247,7 +247,7 @@ def test_kubectl_plugin(release: Release) -> None:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     proc = subprocess.run(
         [
-            str(REPO / "scripts" / "kubectl-fraud"),
+            str(Path(sys.executable).with_name("kubectl-fraud")),
             "status",
             "-n",
             release.namespace,
