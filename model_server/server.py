@@ -1,6 +1,7 @@
 """Assemble and run the KServe model server around the fraud model."""
 
 import argparse
+import gc
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -80,4 +81,7 @@ def serve(settings: Settings, options: ServerOptions) -> None:
     install(model_server.app, model, token)
     # Registered directly so a model that failed to load is still known (and reported not ready).
     server.register_model(model)
+    # Everything alive now (libraries, the model) stays: keep it out of the garbage collector's full
+    # passes, which would otherwise walk it during requests.
+    gc.freeze()
     server.start([])
