@@ -51,7 +51,8 @@ build_pause() {
 
 build_etcd() {
   gobuild etcd "$ETCD_VERSION" "require go.etcd.io/etcd/server/v3 $ETCD_VERSION" "" go.etcd.io/etcd/server/v3
-  [[ -e $KBIN/etcd ]] || ln -sfn "$KCACHE/tools/etcd-$ETCD_VERSION/v3" "$KBIN/etcd"
+  # `go build` names the binary after the package directory (server): link it as etcd.
+  ln -sfn "$KCACHE/tools/etcd-$ETCD_VERSION/server" "$KBIN/etcd"; rm -f "$KBIN/server"
 }
 
 build_coredns() {

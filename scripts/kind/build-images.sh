@@ -19,8 +19,27 @@ skip() { [[ $FORCE != 1 ]] && have_image "$1" && { log "$1: present"; return 0; 
 mirror() {
   local m
   m=$(grep -hsE '^(URIs:|deb )' /etc/apt/sources.list /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list \
-    | grep -m1 -E 'debian/?$|debian ' | sed -E 's/^URIs: //; s/^deb (\[[^]]*\] )?//; s/ .*//')
+    | grep -m1 -E 'debian/?$|debian ' | sed -E 's/^URIs: //; s/^deb (\[[^]]*\] )?//; s/ .*//' || true)
   echo "${m:-http://deb.debian.org/debian}"
+}
+
+# trust_host_cas ROOTFS : certificate authorities this host trusts beyond Debian's bundle (e.g. a
+# TLS-inspecting proxy's) are added to the image, so pip inside `docker build` reaches PyPI.
+trust_host_cas() {
+  local rootfs=$1 host=/etc/ssl/certs/ca-certificates.crt i=0 line
+  [[ -f $host && -f $rootfs/etc/ssl/certs/ca-certificates.crt ]] || return 0
+  pem_lines() { awk '/BEGIN CERT/{c=""} {c=c $0} /END CERT/{print c}' "$1" | sort -u; }
+  while read -r line; do
+    [[ -n $line ]] || continue
+    i=$((i + 1))
+    line=${line#-----BEGIN CERTIFICATE-----}; line=${line%-----END CERTIFICATE-----}
+    { echo "-----BEGIN CERTIFICATE-----"; fold -w64 <<<"$line"; echo "-----END CERTIFICATE-----"; } \
+      >"$rootfs/usr/local/share/ca-certificates/host-extra-$i.crt"
+  done < <(comm -23 <(pem_lines "$host") <(pem_lines "$rootfs/etc/ssl/certs/ca-certificates.crt"))
+  if [[ $i -gt 0 ]]; then
+    chroot "$rootfs" update-ca-certificates >/dev/null 2>&1 || die "update-ca-certificates in the image failed"
+    log "added $i certificate authorities this host trusts"
+  fi
 }
 
 # debootstrap_import TAG INCLUDE_LIST [--change ...] : a bookworm minbase rootfs as an image.
@@ -32,6 +51,7 @@ debootstrap_import() {
   $NICE debootstrap --variant=minbase --include="$include" bookworm "$rootfs" "$(mirror)" \
     >"$KCACHE/debootstrap-${tag//[\/:]/_}.log" 2>&1 || { rm -rf "$rootfs"; die "debootstrap for $tag failed (log in $KCACHE)"; }
   rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
+  trust_host_cas "$rootfs"
   tar -C "$rootfs" -c . | docker import "$@" - "$tag" >/dev/null || { rm -rf "$rootfs"; die "docker import $tag failed"; }
   rm -rf "$rootfs"; log "$tag: imported in $((SECONDS - t0)) s"
 }
@@ -133,6 +153,9 @@ build_node() {
   build_rootfs
 
   # Stage 1: kind's base-image files, our binaries, a static CNI, the systemd setup kind's Dockerfile does.
+  # containerd's CRI gets restrict_oom_score_adj: without CAP_SYS_RESOURCE (absent from some hosts'
+  # bounding sets) no process may lower its oom_score_adj, and runc fails every pod sandbox with
+  # "can't get final child's PID from pipe: EOF" when kubelet asks for a negative score.
   ctx=$(mktemp -d)
   cp -r "$kindfiles" "$ctx/files"; chmod -R u+w "$ctx/files"
   mkdir "$ctx/bin"; for b in kubelet kubeadm kubectl; do cp -L "$KBIN/$b" "$ctx/bin/"; done
@@ -164,6 +187,7 @@ RUN chmod 0755 /usr/local/bin/* /kind/bin/* /usr/bin/kubelet /usr/bin/kubeadm /u
           /lib/systemd/system/local-fs.target.wants/* /lib/systemd/system/sockets.target.wants/*udev* \\
           /lib/systemd/system/sockets.target.wants/*initctl* /lib/systemd/system/basic.target.wants/* \\
  && echo "ReadKMsg=no" >> /etc/systemd/journald.conf \\
+ && sed -i 's/restrict_oom_score_adj = false/restrict_oom_score_adj = true/' /etc/containerd/config.toml \\
  && ln -sf /lib/systemd/systemd /sbin/init \\
  && systemctl enable kubelet.service containerd.service undo-mount-hacks.service \\
  && systemctl mask systemd-binfmt.service \\
@@ -172,6 +196,8 @@ RUN chmod 0755 /usr/local/bin/* /kind/bin/* /usr/bin/kubelet /usr/bin/kubeadm /u
       | jq 'del(.process.rlimits)' > /etc/containerd/cri-base.json \\
  && for i in \$(seq 1 $PV_COUNT); do mkdir -p /var/local-pv/pv\$i; done && chmod 0777 /var/local-pv/* \\
  && echo "$KUBERNETES_VERSION" > /kind/version
+ENV container=docker
+STOPSIGNAL SIGRTMIN+3
 DOCKERFILE
   docker build -q -t "$stage" "$ctx" >/dev/null || { rm -rf "$ctx"; die "docker build $stage failed"; }
   rm -rf "$ctx"
@@ -179,18 +205,17 @@ DOCKERFILE
   # Stage 2: preload the control-plane images into the node's containerd (as kind's node-image
   # build does: run containerd in a build container, import, commit).
   cid=$(docker run -d --privileged --entrypoint=sleep "$stage" infinity) || die "docker run $stage failed"
-  trap 'docker rm -f -v "$cid" >/dev/null 2>&1 || true' RETURN
+  fail() { docker rm -f -v "$cid" >/dev/null 2>&1 || true; die "$@"; }
   docker exec -d "$cid" containerd
   for _ in $(seq 30); do docker exec "$cid" ctr --namespace=k8s.io version >/dev/null 2>&1 && break; sleep 1; done
   # shellcheck disable=SC2046
   docker save $(kubeadm_images) | docker exec -i "$cid" ctr --namespace=k8s.io images import \
     --label=io.cri-containerd.pinned=pinned --all-platforms --no-unpack --digests - >/dev/null \
-    || die "importing control-plane images into the node failed"
+    || fail "importing control-plane images into the node failed"
   docker exec "$cid" pkill containerd || true; sleep 2
-  docker commit \
-    --change 'ENTRYPOINT [ "/usr/local/bin/entrypoint", "/sbin/init" ]' \
-    --change 'ENV container=docker' --change 'STOPSIGNAL SIGRTMIN+3' \
-    "$cid" "$NODE_IMAGE" >/dev/null || die "docker commit $NODE_IMAGE failed"
+  docker commit --change 'ENTRYPOINT [ "/usr/local/bin/entrypoint", "/sbin/init" ]' --change 'CMD []' \
+    "$cid" "$NODE_IMAGE" >/dev/null || fail "docker commit $NODE_IMAGE failed"
+  docker rm -f -v "$cid" >/dev/null 2>&1 || true
   docker rmi "$stage" >/dev/null 2>&1 || true
   log "$NODE_IMAGE: built in $((SECONDS - t0)) s"
 }
@@ -271,6 +296,11 @@ ENTRYPOINT ["/usr/local/bin/envoy"]' "$envoy/envoy/_bin/envoy"
 # The project's two images, on the Debian-built Python base (docker/build.sh BASE_IMAGE=local).
 APP_TAG=${APP_TAG:-e2e}
 build_app() {
+  # docker/build.sh makes this base itself when missing; made here with the same recipe so the
+  # mirror comes from this script's detection.
+  skip fraud-detection/python-base:3.11-bookworm || debootstrap_import fraud-detection/python-base:3.11-bookworm \
+    python3,python3-venv,python-is-python3,ca-certificates \
+    --change 'ENV LANG=C.UTF-8 PATH=/usr/local/bin:/usr/bin:/bin' --change 'CMD ["python3"]'
   IMAGE_TAG=$APP_TAG BASE_IMAGE=local "$ROOT/docker/build.sh" all >/dev/null || die "docker/build.sh failed"
 }
 
