@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from fraudcore.errors import NotFoundError, UnavailableError
@@ -13,6 +14,7 @@ from fraudcore.modelstore import connect, load_model
 from fraudcore.settings import Settings
 from tests.conftest import TEST_SEED, TrainedStore, make_settings
 from tests.mlflow_server import free_port, mlflow_server
+from tests.pg import postgres  # noqa: F401  (fixture)
 from training import registry
 from training.data import synthetic_source
 from training.gate import GatePolicy, GateRejectedError, check
@@ -113,8 +115,23 @@ def test_bad_model_uris(trained_store: TrainedStore) -> None:
         load_model("models:/fraud-detector/42", trained_store.settings)
 
 
-def test_tracking_server_workflow_and_cache_fallback(tmp_path: Path, synthetic_frame) -> None:
-    with mlflow_server(tmp_path / "server") as url:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend_store_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The tracking server's backend: SQLite, or PostgreSQL as the cluster runs it."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'server.db'}"
+    server = request.getfixturevalue("postgres")
+    database = f"mlflow_{tmp_path.name[-20:].replace('-', '_').lower()}"
+    with psycopg.connect(server.dsn, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {database}")
+        conn.execute(f"CREATE DATABASE {database}")
+    return server.dsn.replace("postgresql://", "postgresql+psycopg://").rsplit("/", 1)[0] + f"/{database}"
+
+
+def test_tracking_server_workflow_and_cache_fallback(
+    tmp_path: Path, synthetic_frame, backend_store_uri: str
+) -> None:
+    with mlflow_server(tmp_path / "server", backend_store_uri) as url:
         settings = make_settings(tmp_path / ".fraud", tracking_uri=url)
         source = synthetic_source(len(synthetic_frame), TEST_SEED, fraud_rate=0.01)
         config = TrainConfig(kind="logistic", seed=TEST_SEED)
