@@ -32,6 +32,7 @@ class Result:
     p99_ms: float
     max_ms: float
     first_error: str | None = None
+    warmup_requests: int = 0
 
 
 class Connection:
@@ -172,11 +173,15 @@ async def fixed_rate(host: str, port: int, request: bytes, rate: float, duration
 async def run(args: argparse.Namespace) -> Result:
     headers = dict(h.split(":", 1) for h in args.header)
     host, port, request = build_request(args.url, Path(args.body).read_bytes(), headers)
+    warmup = 0
     if args.warmup > 0:
-        await closed_loop(host, port, request, args.concurrency, args.warmup)
+        warmup = (await closed_loop(host, port, request, args.concurrency, args.warmup)).requests
     if args.rate:
-        return await fixed_rate(host, port, request, args.rate, args.duration)
-    return await closed_loop(host, port, request, args.concurrency, args.duration)
+        result = await fixed_rate(host, port, request, args.rate, args.duration)
+    else:
+        result = await closed_loop(host, port, request, args.concurrency, args.duration)
+    result.warmup_requests = warmup
+    return result
 
 
 def main() -> None:

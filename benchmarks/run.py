@@ -181,7 +181,7 @@ class InProcess:
 
 
 @contextmanager
-def start_predictor(work: Path, bundle: Path) -> Iterator[str]:
+def start_predictor(work: Path, bundle: Path) -> Iterator[tuple[str, int]]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FRAUD_", "MLFLOW_"))}
     env |= {"FRAUD_MODEL_URI": str(bundle), "FRAUD_HOME": str(work / "home"), "FRAUD_MODEL_ROLE": "champion"}
@@ -189,12 +189,12 @@ def start_predictor(work: Path, bundle: Path) -> Iterator[str]:
                "--enable_grpc", "false"]  # fmt: skip
     step("starting the predictor (python -m model_server)")
     url = f"http://127.0.0.1:{port}"
-    with server(command, env, work / "predictor.log", f"{url}/v2/health/ready"):
-        yield url
+    with server(command, env, work / "predictor.log", f"{url}/v2/health/ready") as pid:
+        yield url, pid
 
 
 @contextmanager
-def start_mlserver(work: Path, bundle: Path) -> Iterator[str]:
+def start_mlserver(work: Path, bundle: Path) -> Iterator[tuple[str, int]]:
     port, grpc, metrics = free_port(), free_port(), free_port()
     models = work / "mlserver"
     (models / MODEL).mkdir(parents=True)
@@ -210,18 +210,18 @@ def start_mlserver(work: Path, bundle: Path) -> Iterator[str]:
     command = [str(PEER_PROJECT / ".venv" / "bin" / "mlserver"), "start", str(models)]
     step("starting MLServer (mlserver start)")
     url = f"http://127.0.0.1:{port}"
-    with server(command, env, work / "mlserver.log", f"{url}/v2/models/{MODEL}/ready"):
-        yield url
+    with server(command, env, work / "mlserver.log", f"{url}/v2/models/{MODEL}/ready") as pid:
+        yield url, pid
 
 
 @contextmanager
-def server(command: list[str], env: dict[str, str], log: Path, ready_url: str) -> Iterator[None]:
-    """Run a server process until the block ends; waits for its readiness URL first."""
+def server(command: list[str], env: dict[str, str], log: Path, ready_url: str) -> Iterator[int]:
+    """Run a server process until the block ends; waits for its readiness URL; yields its pid."""
     with log.open("w") as out:
         process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
         try:
             wait_ready(process, ready_url, log)
-            yield
+            yield process.pid
         finally:
             process.terminate()
             try:
@@ -243,7 +243,11 @@ def wait_ready(process: subprocess.Popen[bytes], url: str, log: Path) -> None:
 
 
 def measure(
-    urls: dict[str, str], workloads: list[Workload], duration: float, rounds: int, ceiling: InProcess
+    urls: dict[str, tuple[str, int]],
+    workloads: list[Workload],
+    duration: float,
+    rounds: int,
+    ceiling: InProcess,
 ) -> dict[str, dict[str, Any]]:
     """Each workload in alternating rounds (predictor, MLServer, in-process, predictor, …), so that
     changes in the machine's load during the run reach all alike; req/s and p50 are the mean of the
@@ -253,10 +257,15 @@ def measure(
         step(f"{workload.name}: {rounds} round(s) of {duration:g} s per server")
         runs: dict[str, list[dict[str, Any]]] = {name: [] for name in urls}
         for _ in range(rounds):
-            for name, url in urls.items():
+            for name, (url, pid) in urls.items():
                 if name == "mlserver" and workload.binary:
                     continue  # MLServer's REST API has no binary tensor extension
-                runs[name].append(load(url, workload, duration))
+                cpu = tree_cpu_seconds(pid)
+                run = load(url, workload, duration)
+                run["cpu_ms_per_req"] = round(
+                    (tree_cpu_seconds(pid) - cpu) * 1000 / max(run["requests"], 1), 3
+                )
+                runs[name].append(run)
             if workload.ceiling:
                 ceiling.measure(workload.ceiling, duration / 2)
         for name, done in runs.items():
@@ -284,10 +293,34 @@ def summarise(runs: list[dict[str, Any]], rows: int) -> dict[str, Any]:
         "req_per_s": round(req_per_s, 1),
         "rows_per_s": round(req_per_s * rows),
         "p50_ms": round(sum(r["p50_ms"] for r in runs) / len(runs), 3),
+        "cpu_ms_per_req": round(sum(r["cpu_ms_per_req"] for r in runs) / len(runs), 3),
         **{k: max(r[k] for r in runs) for k in ("p90_ms", "p99_ms", "max_ms")},
         "errors": sum(r["errors"] for r in runs),
         "rounds": runs,
     }
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of a process and all its descendants, from /proc (Linux).
+
+    Unlike req/s, the server's CPU time per request hardly depends on what else the machine runs."""
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the process ended meanwhile
+        child = int(stat.parent.name)
+        parents[child] = int(fields[1])
+        times[child] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tree, frontier = {pid}, [pid]
+    while frontier:
+        parent = frontier.pop()
+        children = [c for c, p in parents.items() if p == parent and c not in tree]
+        tree.update(children)
+        frontier.extend(children)
+    return sum(times.get(p, 0.0) for p in tree)
 
 
 def free_port() -> int:
@@ -314,6 +347,12 @@ def targets(results: dict[str, Any]) -> dict[str, Any]:
         out["batch rows/s vs MLServer, both JSON (target >= 1.5)"] = ratio(
             ours[batch]["rows_per_s"], peer[batch]["rows_per_s"]
         )
+        out["MLServer CPU per single-row request / ours"] = ratio(
+            peer[single]["cpu_ms_per_req"], ours[single]["cpu_ms_per_req"]
+        )
+        out["MLServer CPU per 1024-row JSON request / ours"] = ratio(
+            peer[batch]["cpu_ms_per_req"], ours[batch]["cpu_ms_per_req"]
+        )
     return out
 
 
@@ -325,16 +364,20 @@ def print_table(report: dict[str, Any]) -> None:
     results = report["results"]
     servers = [s for s in ("predictor", "mlserver") if s in results]
     names = list(results["predictor"])
-    header = f"{'workload':<26}" + "".join(f"| {s:<42}" for s in servers)
+    width = 56
+    header = f"{'workload':<26}" + "".join(f"| {s:<{width - 2}}" for s in servers)
     print("\n" + header)
-    print(f"{'':<26}" + "| req/s     rows/s     p50 ms   p99 ms   err ".ljust(44) * len(servers))
+    print(f"{'':<26}" + "| req/s    rows/s    p50 ms   p99 ms    CPU ms/req  err".ljust(width) * len(servers))
     print("-" * len(header))
     for name in names:
         line = f"{name:<26}"
         for s in servers:
             r = results[s].get(name)
-            line += ("| " + (f"{r['req_per_s']:<9.0f} {r['rows_per_s']:<10.0f} {r['p50_ms']:<8.2f} "
-                             f"{r['p99_ms']:<8.2f} {r['errors']:<4}" if r else "n/a")).ljust(44)  # fmt: skip
+            cells = "n/a"
+            if r:
+                cells = (f"{r['req_per_s']:<8.0f} {r['rows_per_s']:<9.0f} {r['p50_ms']:<8.2f} "
+                         f"{r['p99_ms']:<9.2f} {r['cpu_ms_per_req']:<11.3f} {r['errors']}")  # fmt: skip
+            line += ("| " + cells).ljust(width)
         print(line)
     single, batch = results["in_process"]["single"], results["in_process"]["batch"]
     print(f"{'in-process XGBoost':<26}| single row {single['us_per_call']} µs/call "
