@@ -262,9 +262,8 @@ def measure(
                     continue  # MLServer's REST API has no binary tensor extension
                 cpu = tree_cpu_seconds(pid)
                 run = load(url, workload, duration)
-                run["cpu_ms_per_req"] = round(
-                    (tree_cpu_seconds(pid) - cpu) * 1000 / max(run["requests"], 1), 3
-                )
+                served = run["requests"] + run["errors"] + run["warmup_requests"]
+                run["cpu_ms_per_req"] = round((tree_cpu_seconds(pid) - cpu) * 1000 / max(served, 1), 3)
                 runs[name].append(run)
             if workload.ceiling:
                 ceiling.measure(workload.ceiling, duration / 2)
