@@ -79,7 +79,6 @@ $FRAUD labels ingest "$FRAUD_HOME/data/wave-labels.csv"
 
 step "11. The drift check catches it (exit 4) and shows the champion missing the new fraud"
 if $FRAUD drift --out "$FRAUD_HOME/reports/wave"; then echo "drift was not detected" >&2; exit 1; fi
-echo "report: $FRAUD_HOME/reports/wave/drift.html"
 
 step "12. Drift-triggered retraining on the training data plus the labelled traffic: a gated @challenger"
 $FRAUD retrain --only-on-drift
