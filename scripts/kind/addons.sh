@@ -29,7 +29,13 @@ install_gateway() {
     --set global.images.envoyProxy.image="$ENVOY_IMAGE" --set global.images.envoyProxy.pullPolicy=IfNotPresent \
     --set topologyInjector.enabled=false --wait --timeout 5m >/dev/null || die "helm install Envoy Gateway failed"
   K create namespace kserve --dry-run=client -o yaml | K apply -f - >/dev/null
-  K apply -f "$HERE/manifests/gateway.yaml" >/dev/null || die "applying the Gateway failed"
+  sed "s#\${ENVOY_IMAGE}#$ENVOY_IMAGE#" "$HERE/manifests/gateway.yaml" | K apply -f - >/dev/null \
+    || die "applying the Gateway failed"
+  K -n envoy-gateway-system wait --for=condition=Available deploy \
+    -l gateway.envoyproxy.io/owning-gateway-name=kserve-ingress-gateway --timeout=180s >/dev/null 2>&1 \
+    || { sleep 10; K -n envoy-gateway-system wait --for=condition=Available deploy \
+      -l gateway.envoyproxy.io/owning-gateway-name=kserve-ingress-gateway --timeout=180s >/dev/null; } \
+    || die "the Envoy data plane of Gateway kserve/kserve-ingress-gateway is not available"
 }
 
 # webhook_cert NAMESPACE SERVICE SECRET : a CA and a serving certificate for SERVICE, stored as a
@@ -54,7 +60,8 @@ webhook_cert() {
 install_kserve() {
   local mod; mod=$(moddir "github.com/kserve/kserve@$KSERVE_VERSION")
   log "KServe $KSERVE_VERSION CRDs"
-  K apply --server-side --force-conflicts -f "$mod/charts/kserve-crd/templates/" >/dev/null || die "KServe CRDs failed"
+  "$HELM" template kserve-crd "$mod/charts/kserve-crd" | K apply --server-side --force-conflicts -f - >/dev/null \
+    || die "KServe CRDs failed"
   local ca; ca=$(webhook_cert kserve kserve-webhook-server-service kserve-webhook-server-cert)
   log "KServe controller (Standard mode, Gateway API)"
   # cert-manager objects are left out: the certificate above replaces them. The metrics proxy
