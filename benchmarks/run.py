@@ -200,7 +200,15 @@ def start_mlserver(work: Path, bundle: Path) -> Iterator[tuple[str, int]]:
     (models / MODEL).mkdir(parents=True)
     shutil.copy(bundle / "model.ubj", models / MODEL / "model.ubj")
     (models / "settings.json").write_text(
-        json.dumps({"http_port": port, "grpc_port": grpc, "metrics_port": metrics})
+        # metrics_dir: MLServer's default is ./.metrics in the working directory.
+        json.dumps(
+            {
+                "http_port": port,
+                "grpc_port": grpc,
+                "metrics_port": metrics,
+                "metrics_dir": str(work / "mlserver-metrics"),
+            }
+        )
     )
     (models / MODEL / "model-settings.json").write_text(json.dumps({
         "name": MODEL, "implementation": "mlserver_xgboost.XGBoostModel",
