@@ -2,7 +2,7 @@
 
 import logging
 import time
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 from kserve import InferOutput, InferRequest, InferResponse, Model
@@ -13,6 +13,7 @@ from fraudcore.modelstore import LoadedModel, load_model
 from fraudcore.schema import FEATURES, N_FEATURES
 from fraudcore.settings import Settings
 from model_server import codec
+from model_server.audit import AuditLog
 from model_server.batching import MicroBatcher
 from model_server.errors import NotReadyError
 from model_server.metrics import ModelMetrics
@@ -25,25 +26,6 @@ MICRO_BATCH_ROWS = 4096
 
 MODEL_VERSION_HEADER = "x-model-version"
 MODEL_ROLE_HEADER = "x-model-role"
-
-
-class AuditSink(Protocol):
-    """Where every scored request goes (model_server.audit.AuditLog when FRAUD_AUDIT_DSN is set)."""
-
-    def start(self) -> None: ...
-
-    def close(self) -> None: ...
-
-    def record(
-        self,
-        request_id: str,
-        features: np.ndarray,
-        scores: np.ndarray,
-        decisions: np.ndarray,
-        model_version: str,
-        role: str,
-        latency_s: float,
-    ) -> None: ...
 
 
 class FraudModel(Model):
@@ -61,7 +43,7 @@ class FraudModel(Model):
         self.load_error: str | None = None
         self.metrics = ModelMetrics("none", self.role)
         self._batcher: MicroBatcher | None = None
-        self._audit: AuditSink | None = None
+        self._audit: AuditLog | None = None
         self._latency = PREDICT_HIST_TIME.labels(name)
 
     @property
@@ -90,8 +72,6 @@ class FraudModel(Model):
         self.metrics.announce(loaded.bundle.card.kind, loaded.bundle.card.threshold)
         self._batcher = _batcher(loaded.bundle)
         if self.settings.audit_dsn:
-            from model_server.audit import AuditLog
-
             self._audit = AuditLog(self.settings.audit_dsn, self.settings.audit_buffer_rows)
             self._audit.start()
         self.ready = True
