@@ -41,7 +41,8 @@ install_gateway() {
 # webhook_cert NAMESPACE SERVICE SECRET : a CA and a serving certificate for SERVICE, stored as a
 # kubernetes.io/tls Secret (with ca.crt); prints the CA in base64 for the webhooks' caBundle.
 webhook_cert() {
-  local ns=$1 svc=$2 secret=$3 d="$KCACHE/certs/$svc"
+  local ns=$1 svc=$2 secret=$3 d
+  d="$KCACHE/certs/$svc"
   if [[ ! -f $d/tls.crt ]]; then
     mkdir -p "$d"
     openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=$svc-ca" \
@@ -78,7 +79,7 @@ install_kserve() {
   [[ $i -lt 6 ]] || { cat "$KCACHE/kserve-apply.err" >&2; die "applying KServe failed"; }
   local w
   for w in $(K get mutatingwebhookconfigurations,validatingwebhookconfigurations -o name | grep -i kserve); do
-    K get "$w" -o json | jq --arg ca "$ca" '.webhooks |= map(.clientConfig.caBundle = $ca)' | K apply -f - >/dev/null
+    K get "$w" -o json | jq --arg ca "$ca" '.webhooks |= map(.clientConfig.caBundle = $ca)' | K replace -f - >/dev/null
   done
   if K -n kserve get deploy kserve-controller-manager -o jsonpath='{.spec.template.spec.containers[*].name}' | grep -qw kube-rbac-proxy; then
     K -n kserve patch deploy kserve-controller-manager --type=json \

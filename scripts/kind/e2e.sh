@@ -45,7 +45,7 @@ test_() {
   export FRAUD_E2E_NODE="$CLUSTER_NAME-control-plane" FRAUD_E2E_APP_TAG="${APP_TAG:-e2e}"
   export FRAUD_E2E_POSTGRES_IMAGE="$POSTGRES_IMAGE"
   (cd "$ROOT" && timed e2e "$uv" run --frozen --all-extras pytest -m e2e tests/e2e -p no:cacheprovider \
-     --no-cov -o addopts="-ra --strict-markers" "$@") || rc=$?
+     --no-cov -o addopts="-ra --strict-markers" -o timeout=2400 "$@") || rc=$?
   if [[ $rc -eq 0 ]]; then
     printf 'inputs %s\ncommit %s\npassed %s\n' "$(inputs_hash)" "$(git -C "$ROOT" rev-parse HEAD)" \
       "$(date -u +%FT%TZ)" >"$STAMP"

@@ -69,6 +69,8 @@ def _values(app_tag: str, postgres_image: str) -> dict:
             "minReplicas": 1,
             "maxReplicas": 1,
             "resources": {**small, "limits": {"cpu": "1", "memory": "1Gi"}},
+            # The predictor's state dir defaults to ./.fraud under /app, which is read-only here.
+            "extraEnv": [{"name": "FRAUD_HOME", "value": "/tmp/.fraud"}],
         },
         "champion": {"modelVersion": 1},
         "challenger": {"modelVersion": 2},
@@ -81,7 +83,8 @@ def _values(app_tag: str, postgres_image: str) -> dict:
         },
         "mlflow": {
             "workers": 1,
-            "resources": {**small, "limits": {"cpu": "1", "memory": "1Gi"}},
+            # MLflow 3.17's server was OOM-killed at the chart's 1Gi limit here.
+            "resources": {**small, "limits": {"cpu": "1", "memory": "2Gi"}},
             "persistence": {"size": "1Gi"},
         },
         "postgresql": {
@@ -224,6 +227,10 @@ def release(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Relea
         timeout=330,
     )
     _bootstrap_models(cluster, name)
+    # Predictors started before the models existed sit in crash-loop back-off: start them afresh.
+    cluster.kubectl(
+        "-n", NAMESPACE, "delete", "pod", "-l", f"{selector},app.kubernetes.io/component=predictor"
+    )
     cluster.kubectl(
         "-n",
         NAMESPACE,
