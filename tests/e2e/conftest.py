@@ -182,55 +182,40 @@ def _gateway_url(cluster: Cluster) -> str:
     return f"http://{cluster.node_ip()}:{port}"
 
 
+def _reusable(cluster: Cluster) -> bool:
+    """With FRAUD_E2E_REUSE=1 an earlier run's release is kept when its models are registered (a
+    faster loop while developing); the upgrade below resets the canary state to the values."""
+    if os.environ.get("FRAUD_E2E_REUSE") != "1":
+        return False
+    jobs = cluster.kubectl("-n", NAMESPACE, "get", "jobs", "--ignore-not-found", "-o", "name", check=False)
+    return "-bootstrap" in jobs
+
+
 @pytest.fixture(scope="session")
 def release(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Release:
-    _fresh_namespace(cluster)
+    reuse = _reusable(cluster)
+    if not reuse:
+        _fresh_namespace(cluster)
+    tag, postgres = os.environ.get("FRAUD_E2E_APP_TAG", "e2e"), os.environ["FRAUD_E2E_POSTGRES_IMAGE"]
     values = tmp_path_factory.mktemp("e2e") / "values.yaml"
-    values.write_text(
-        yaml.safe_dump(
-            _values(os.environ.get("FRAUD_E2E_APP_TAG", "e2e"), os.environ["FRAUD_E2E_POSTGRES_IMAGE"])
-        )
-    )
-    cluster.helm_(
-        "upgrade",
-        "--install",
-        RELEASE,
-        str(ROOT / "charts/fraud-detection"),
-        "-n",
-        NAMESPACE,
-        "-f",
-        str(values),
-    )
-    route = cluster.json("-n", NAMESPACE, "get", "httproute", "-l", f"app.kubernetes.io/instance={RELEASE}")
-    name = route["items"][0]["metadata"]["name"]
+    values.write_text(yaml.safe_dump(_values(tag, postgres)))
+    reset = ["--set", "canary.respectLiveState=false"] if reuse else []
+    chart = str(ROOT / "charts/fraud-detection")
+    cluster.helm_("upgrade", "--install", RELEASE, chart, "-n", NAMESPACE, "-f", str(values), *reset)
     selector = f"app.kubernetes.io/instance={RELEASE}"
+    name = cluster.json("-n", NAMESPACE, "get", "httproute", "-l", selector)["items"][0]["metadata"]["name"]
+    ready = "--for=jsonpath={.status.readyReplicas}=1"
     cluster.kubectl(
-        "-n",
-        NAMESPACE,
-        "wait",
-        "--for=jsonpath={.status.readyReplicas}=1",
-        "statefulset",
-        "-l",
-        selector,
-        "--timeout=300s",
-        timeout=330,
+        "-n", NAMESPACE, "wait", ready, "statefulset", "-l", selector, "--timeout=300s", timeout=330
     )
-    cluster.kubectl(
-        "-n",
-        NAMESPACE,
-        "wait",
-        "--for=condition=Available",
-        "deployment",
-        "-l",
-        f"{selector},app.kubernetes.io/component=mlflow",
-        "--timeout=300s",
-        timeout=330,
-    )
-    _bootstrap_models(cluster, name)
-    # Predictors started before the models existed sit in crash-loop back-off: start them afresh.
-    cluster.kubectl(
-        "-n", NAMESPACE, "delete", "pod", "-l", f"{selector},app.kubernetes.io/component=predictor"
-    )
+    mlflow = f"{selector},app.kubernetes.io/component=mlflow"
+    available = "--for=condition=Available"
+    cluster.kubectl("-n", NAMESPACE, "wait", available, "deploy", "-l", mlflow, "--timeout=300s", timeout=330)
+    if not reuse:
+        _bootstrap_models(cluster, name)
+        # Predictors started before the models existed sit in crash-loop back-off: start them afresh.
+        predictors = f"{selector},app.kubernetes.io/component=predictor"
+        cluster.kubectl("-n", NAMESPACE, "delete", "pod", "-l", predictors)
     cluster.kubectl(
         "-n",
         NAMESPACE,
