@@ -24,18 +24,38 @@ YAML
 }
 
 # load IMAGE... : copies images from the local engine into the node's containerd (what
-# `kind load docker-image` does, without needing crictl in the node).
+# `kind load docker-image` does, without needing crictl in the node). Images already loaded into
+# this node container (same image ID) are skipped.
 load() {
-  local n; n=$(node)
-  [[ $# -gt 0 ]] || return 0
-  log "loading into $n: $*"
-  docker save "$@" | docker exec -i "$n" ctr --namespace=k8s.io images import --all-platforms --digests \
+  local n img id todo=() state
+  n=$(node)
+  state="$KCACHE/loaded-$(docker inspect -f '{{.Id}}' "$n" | cut -c1-12)"
+  touch "$state"
+  for img in "$@"; do
+    id=$(docker image inspect -f '{{.Id}}' "$img") || die "image $img not found in the docker engine"
+    grep -qxF "$img $id" "$state" || todo+=("$img")
+  done
+  [[ ${#todo[@]} -gt 0 ]] || { log "images already in $n"; return 0; }
+  log "loading into $n: ${todo[*]}"
+  docker save "${todo[@]}" | docker exec -i "$n" ctr --namespace=k8s.io images import --all-platforms --digests \
     --snapshotter=overlayfs - >/dev/null || die "loading images into $n failed"
+  for img in "${todo[@]}"; do echo "$img $(docker image inspect -f '{{.Id}}' "$img")" >>"$state"; done
 }
 
 up() {
   if kind_ get clusters 2>/dev/null | grep -qx "$CLUSTER_NAME"; then
-    log "cluster $CLUSTER_NAME exists"; kind_ get kubeconfig --name "$CLUSTER_NAME" >"$KUBECONFIG_FILE"; return
+    # A node stopped with its engine (e.g. after a reboot) is started again; one that does not
+    # come back is replaced.
+    if [[ $(docker inspect -f '{{.State.Running}}' "$(node)") != true ]]; then
+      log "starting the stopped node $(node)"; docker start "$(node)" >/dev/null || true
+    fi
+    kind_ get kubeconfig --name "$CLUSTER_NAME" >"$KUBECONFIG_FILE"
+    local i
+    for i in $(seq 60); do
+      "$KBIN/kubectl" --kubeconfig "$KUBECONFIG_FILE" get --raw /readyz >/dev/null 2>&1 && break; sleep 2
+    done
+    if [[ $i -lt 60 ]]; then log "cluster $CLUSTER_NAME is up"; return; fi
+    log "cluster $CLUSTER_NAME does not answer: recreating it"; down
   fi
   have_image "$NODE_IMAGE" || die "node image $NODE_IMAGE missing (scripts/kind/build-images.sh node)"
   local t0=$SECONDS

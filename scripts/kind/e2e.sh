@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # End-to-end tier on a local kind cluster, with or without a container registry.
 #   scripts/kind/e2e.sh up     docker engine, binaries and images (built once, cached), cluster, add-ons
-#   scripts/kind/e2e.sh test   the e2e suite (pytest -m e2e) against the running cluster; on success
-#                              writes the stamp that lets CI run the suite
-#   scripts/kind/e2e.sh run    up, then test (what `make e2e` runs)
+#   scripts/kind/e2e.sh test   the e2e suite (pytest -m e2e) against the running cluster
+#   scripts/kind/e2e.sh run    up, then test (what `make e2e` runs); only a passing `run` writes the
+#                              stamp that lets CI run the suite
 #   scripts/kind/e2e.sh down   delete the cluster (the cache stays)
 #   scripts/kind/e2e.sh ci     run, but only when a complete earlier `run` passed on this machine for
 #                              exactly these inputs; otherwise print one line saying why and exit 0
@@ -39,18 +39,19 @@ up() {
 }
 
 test_() {
-  local uv="$CACHE/uv-0.13.8/bin/uv" rc=0
+  local stamp=$1 uv="$CACHE/uv-0.13.8/bin/uv" rc=0
+  shift
   [[ -x $uv ]] || bash "$ROOT/scripts/bootstrap.sh" >/dev/null
   export FRAUD_E2E_KUBECONFIG="$KUBECONFIG_FILE" FRAUD_E2E_BIN="$KBIN" FRAUD_E2E_HELM="$CACHE/bin/helm"
   export FRAUD_E2E_NODE="$CLUSTER_NAME-control-plane" FRAUD_E2E_APP_TAG="${APP_TAG:-e2e}"
   export FRAUD_E2E_POSTGRES_IMAGE="$POSTGRES_IMAGE"
   (cd "$ROOT" && timed e2e "$uv" run --frozen --all-extras pytest -m e2e tests/e2e -p no:cacheprovider \
      --no-cov -o addopts="-ra --strict-markers" -o timeout=2400 "$@") || rc=$?
-  if [[ $rc -eq 0 ]]; then
+  if [[ $rc -eq 0 && $stamp == stamp ]]; then
     printf 'inputs %s\ncommit %s\npassed %s\n' "$(inputs_hash)" "$(git -C "$ROOT" rev-parse HEAD)" \
       "$(date -u +%FT%TZ)" >"$STAMP"
     log "e2e passed; stamp written to $STAMP"
-  else
+  elif [[ $rc -ne 0 ]]; then
     rm -f "$STAMP"
   fi
   return $rc
@@ -66,13 +67,13 @@ ci() {
   fi
   if [[ -n $why ]]; then echo "e2e skipped: $why"; return 0; fi
   # A stamped run proved these inputs here; a failure now is a real regression (or the machine).
-  up && test_
+  up && test_ stamp
 }
 
 case ${1:-} in
   up) up ;;
-  test) shift; test_ "$@" ;;
-  run) shift; up; test_ "$@" ;;
+  test) shift; test_ nostamp "$@" ;;
+  run) shift; up; test_ stamp "$@" ;;
   down) "$HERE/cluster.sh" down ;;
   ci) ci ;;
   *) die "usage: $0 up|test|run|down|ci" ;;

@@ -199,10 +199,15 @@ def release(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Relea
     tag, postgres = os.environ.get("FRAUD_E2E_APP_TAG", "e2e"), os.environ["FRAUD_E2E_POSTGRES_IMAGE"]
     values = tmp_path_factory.mktemp("e2e") / "values.yaml"
     values.write_text(yaml.safe_dump(_values(tag, postgres)))
-    reset = ["--set", "canary.respectLiveState=false"] if reuse else []
-    chart = str(ROOT / "charts/fraud-detection")
-    cluster.helm_("upgrade", "--install", RELEASE, chart, "-n", NAMESPACE, "-f", str(values), *reset)
     selector = f"app.kubernetes.io/instance={RELEASE}"
+    if reuse:
+        # Helm patches custom resources from its previous manifest, so the canary state patched
+        # into the live objects would survive an upgrade: remove them, the upgrade recreates them.
+        cluster.kubectl(
+            "-n", NAMESPACE, "delete", "inferenceservice,httproute", "-l", selector, "--wait=true"
+        )
+    chart = str(ROOT / "charts/fraud-detection")
+    cluster.helm_("upgrade", "--install", RELEASE, chart, "-n", NAMESPACE, "-f", str(values))
     name = cluster.json("-n", NAMESPACE, "get", "httproute", "-l", selector)["items"][0]["metadata"]["name"]
     ready = "--for=jsonpath={.status.readyReplicas}=1"
     cluster.kubectl(
@@ -228,11 +233,17 @@ def release(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Relea
     )
     found = Release(NAMESPACE, name, _gateway_url(cluster), f"http://{cluster.node_ip()}:30090")
 
-    def serves() -> bool:
-        r = httpx.post(found.infer_url(), json=features_body(), timeout=10)
-        return r.status_code == 200
+    def serves_the_values() -> bool:
+        # Every answer of a small window from the pinned versions (after a reused release's reset,
+        # the champion's Deployment rolls back to version 1 first).
+        with httpx.Client() as client:
+            answers = [client.post(found.infer_url(), json=features_body(), timeout=10) for _ in range(40)]
+        seen = {
+            (r.status_code, r.headers.get("x-model-role"), r.headers.get("x-model-version")) for r in answers
+        }
+        return seen <= {(200, "champion", "1"), (200, "challenger", "2")}
 
-    wait_for("v2 inference through the Gateway", serves, timeout=180)
+    wait_for("v2 inference through the Gateway from the pinned versions", serves_the_values, timeout=300)
     return found
 
 
@@ -243,7 +254,38 @@ def _label(name: str) -> str:
     return re.sub(r"[^a-zA-Z0-9_]", "_", name)
 
 
-def pod_monitor_jobs(monitor: dict) -> list[dict]:
+def sd_targets(pods: list[dict]) -> list[dict]:
+    """What Prometheus' Kubernetes pod discovery yields for these pods (one target per container
+    port, with the `__meta_kubernetes_*` labels). Debian's Prometheus is built without Kubernetes
+    discovery, so the suite discovers the pods once and hands Prometheus a static snapshot; the
+    relabelling rules stay exactly as prometheus-operator writes them."""
+    targets = []
+    for pod in pods:
+        meta, spec, status = pod["metadata"], pod["spec"], pod["status"]
+        if not status.get("podIP"):
+            continue
+        common = {
+            "__meta_kubernetes_namespace": meta["namespace"],
+            "__meta_kubernetes_pod_name": meta["name"],
+            "__meta_kubernetes_pod_phase": status.get("phase", ""),
+            "__meta_kubernetes_pod_ip": status["podIP"],
+        }
+        for k, v in (meta.get("labels") or {}).items():
+            common[f"__meta_kubernetes_pod_label_{_label(k)}"] = v
+            common[f"__meta_kubernetes_pod_labelpresent_{_label(k)}"] = "true"
+        for c in spec["containers"]:
+            for port in c.get("ports") or []:
+                labels = {
+                    **common,
+                    "__meta_kubernetes_pod_container_name": c["name"],
+                    "__meta_kubernetes_pod_container_port_name": port.get("name", ""),
+                    "__meta_kubernetes_pod_container_port_number": str(port["containerPort"]),
+                }
+                targets.append({"targets": [f"{status['podIP']}:{port['containerPort']}"], "labels": labels})
+    return targets
+
+
+def pod_monitor_jobs(monitor: dict, pods: list[dict]) -> list[dict]:
     """Scrape jobs equivalent to what prometheus-operator generates for a PodMonitor."""
     ns, mon = monitor["metadata"]["namespace"], monitor["metadata"]["name"]
     keep = [
@@ -295,7 +337,7 @@ def pod_monitor_jobs(monitor: dict) -> list[dict]:
                 "honor_labels": bool(ep.get("honorLabels", False)),
                 "metrics_path": ep.get("path", "/metrics"),
                 "scrape_interval": "5s",
-                "kubernetes_sd_configs": [{"role": "pod", "namespaces": {"names": [ns]}}],
+                "static_configs": sd_targets([p for p in pods if p["metadata"]["namespace"] == ns]),
                 "relabel_configs": relabel,
             }
         )
@@ -307,6 +349,7 @@ def prometheus(cluster: Cluster, release: Release) -> str:
     """Prometheus scraping what the chart's PodMonitor selects and evaluating its PrometheusRule."""
     monitors = cluster.json("-n", NAMESPACE, "get", "podmonitors.monitoring.coreos.com")["items"]
     rules = cluster.json("-n", NAMESPACE, "get", "prometheusrules.monitoring.coreos.com")["items"]
+    pods = cluster.json("-n", NAMESPACE, "get", "pods", "--field-selector=status.phase=Running")["items"]
     assert monitors and rules, "the chart rendered no PodMonitor or PrometheusRule"
     config = {
         "global": {"scrape_interval": "5s", "evaluation_interval": "5s"},
@@ -317,7 +360,7 @@ def prometheus(cluster: Cluster, release: Release) -> str:
                 "honor_labels": True,
                 "static_configs": [{"targets": ["pushgateway.monitoring.svc:9091"]}],
             },
-            *[job for m in monitors for job in pod_monitor_jobs(m)],
+            *[job for m in monitors for job in pod_monitor_jobs(m, pods)],
         ],
     }
     rule_files = {
