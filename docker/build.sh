@@ -25,7 +25,7 @@ build_base() {
   command -v debootstrap >/dev/null || die "debootstrap not found (apt-get install debootstrap)"
   local mirror rootfs
   mirror=$(grep -hsE '^(URIs:|deb )' /etc/apt/sources.list /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list \
-    | grep -m1 -E 'debian/?$|debian ' | sed -E 's/^URIs: //; s/^deb (\[[^]]*\] )?//; s/ .*//')
+    | grep -m1 -E 'debian/?$|debian ' | sed -E 's/^URIs: //; s/^deb (\[[^]]*\] )?//; s/ .*//' || true)
   mirror=${mirror:-http://deb.debian.org/debian}
   rootfs=$(mktemp -d)
   trap 'rm -rf "$rootfs"' RETURN

@@ -27,7 +27,7 @@ helm upgrade -i kserve oci://ghcr.io/kserve/charts/kserve-resources --version "$
   -n kserve -f kserve-values.yaml --wait
 
 step "GatewayClass envoy and Gateway kserve/kserve-ingress-gateway"
-kubectl apply -f gateway.yaml
+kubectl apply -f gateway.yaml -f gateway-policies.yaml
 
 if [[ ${1:-} == --with-monitoring ]]; then
   step "kube-prometheus-stack and Pushgateway in namespace monitoring"
