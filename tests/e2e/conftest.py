@@ -69,8 +69,6 @@ def _values(app_tag: str, postgres_image: str) -> dict:
             "minReplicas": 1,
             "maxReplicas": 1,
             "resources": {**small, "limits": {"cpu": "1", "memory": "1Gi"}},
-            # The predictor's state dir defaults to ./.fraud under /app, which is read-only here.
-            "extraEnv": [{"name": "FRAUD_HOME", "value": "/tmp/.fraud"}],
         },
         "champion": {"modelVersion": 1},
         "challenger": {"modelVersion": 2},
@@ -83,7 +81,6 @@ def _values(app_tag: str, postgres_image: str) -> dict:
         },
         "mlflow": {
             "workers": 1,
-            # MLflow 3.17's server was OOM-killed at the chart's 1Gi limit here.
             "resources": {**small, "limits": {"cpu": "1", "memory": "2Gi"}},
             "persistence": {"size": "1Gi"},
         },
@@ -160,12 +157,7 @@ def wait_job(cluster: Cluster, job: str, timeout: float = 900) -> dict:
             raise AssertionError(f"job {job} failed:\n{logs}")
         return obj if conditions.get("Complete") == "True" else None
 
-    try:
-        return wait_for(f"job {job} complete", done, timeout=timeout, every=3)
-    except TimeoutError as e:
-        if isinstance(e.__context__, AssertionError):
-            raise e.__context__ from None
-        raise
+    return wait_for(f"job {job} complete", done, timeout=timeout, every=3)
 
 
 def _gateway_url(cluster: Cluster) -> str:

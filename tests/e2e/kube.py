@@ -78,6 +78,8 @@ def wait_for(what: str, probe: Callable[[], Any], timeout: float = 300, every: f
             value = probe()
             if value:
                 return value
+        except AssertionError:
+            raise  # a definite failure (e.g. a Job that failed): no point in waiting
         except Exception as e:  # the probe's own error is only reported if time runs out
             last = e
         time.sleep(every)
