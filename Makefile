@@ -5,7 +5,7 @@ export FRAUD_CACHE_DIR ?= $(HOME)/.cache/fraud-detection
 UV = $(FRAUD_CACHE_DIR)/uv-0.13.8/bin/uv
 RUN = $(UV) run --frozen --all-extras
 
-.PHONY: help setup demo test test-python test-chart lint bench tools images postgres postgres-stop clean
+.PHONY: help setup demo test test-python test-chart lint bench tools images postgres postgres-stop kind-up e2e kind-down clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -46,6 +46,15 @@ postgres: ## Start a throwaway PostgreSQL for the audit log (prints its DSN)
 
 postgres-stop: ## Stop it
 	@scripts/postgres.sh stop
+
+kind-up: setup tools ## kind cluster with KServe, Envoy Gateway, Prometheus; every image built locally, cached
+	@bash scripts/kind/e2e.sh up
+
+e2e: setup tools ## End-to-end tier on kind (brings the cluster up first); a full pass arms CI's e2e run
+	@bash scripts/kind/e2e.sh run
+
+kind-down: ## Delete the kind cluster (the build cache stays)
+	@bash scripts/kind/e2e.sh down
 
 clean: ## Remove local state (.fraud/) and caches of this checkout
 	rm -rf .fraud .pytest_cache .ruff_cache .coverage coverage.xml bench-results
