@@ -8,7 +8,7 @@ RUN = $(UV) run --frozen --all-extras
 .PHONY: help setup demo test test-python test-chart lint bench tools images postgres postgres-stop kind-up e2e kind-down clean
 
 help: ## Show the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 setup: ## Install uv and the locked Python environment into .venv
 	@bash scripts/bootstrap.sh >/dev/null
