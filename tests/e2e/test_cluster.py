@@ -17,8 +17,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from fraudcore.schema import FEATURES
 from tests.e2e.conftest import CHALLENGER_WEIGHT, MODEL, NAMESPACE, RELEASE, Release, features_body, wait_job
 from tests.e2e.kube import Cluster, wait_for
+from training.synthetic import generate
 
 pytestmark = pytest.mark.e2e
 
@@ -212,37 +214,32 @@ def test_drift_cronjob_runs_to_completion_and_reports(
     wait_for("drift metrics in Prometheus (through the Pushgateway)", pushed, timeout=120)
 
 
-def _mlflow(cluster: Cluster, release: Release, path: str) -> dict:
-    svc = cluster.json(
-        "-n",
-        NAMESPACE,
-        "get",
-        "service",
-        "-l",
-        f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/component=mlflow",
-    )["items"][0]
-    port = svc["spec"]["ports"][0]["port"]
-    raw = cluster.kubectl(
-        "get",
-        "--raw",
-        f"/api/v1/namespaces/{NAMESPACE}/services/http:{svc['metadata']['name']}:{port}/proxy{path}",
+def _mlflow(cluster: Cluster, path: str) -> dict:
+    """GET an MLflow REST path from inside the MLflow pod (its allowed-hosts check admits localhost)."""
+    code = (
+        "import sys, urllib.request; "
+        "url = 'http://localhost:5000' + sys.argv[1]; "
+        "sys.stdout.write(urllib.request.urlopen(url, timeout=30).read().decode())"
     )
-    return json.loads(raw)
+    selector = f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/component=mlflow"
+    pod = cluster.json("-n", NAMESPACE, "get", "pod", "-l", selector)["items"][0]["metadata"]["name"]
+    return json.loads(cluster.kubectl("-n", NAMESPACE, "exec", pod, "--", "python3", "-c", code, path))
+
+
+def _versions(cluster: Cluster) -> list[int]:
+    found = _mlflow(cluster, f"/api/2.0/mlflow/model-versions/search?filter=name%3D%27{MODEL}%27")
+    return sorted(int(v["version"]) for v in found.get("model_versions", []))
 
 
 def test_retrain_cronjob_registers_a_new_challenger(cluster: Cluster, release: Release) -> None:
-    before = _mlflow(cluster, release, f"/api/2.0/mlflow/registered-models/get?name={MODEL}")
-    latest_before = (
-        max(int(v["version"]) for v in before["registered_model"].get("latest_versions", [])) if before else 0
-    )
+    latest_before = max(_versions(cluster))
     job = f"{release.name}-retrain-e2e"
     cluster.kubectl("-n", NAMESPACE, "delete", "job", job, "--ignore-not-found")
     cluster.kubectl("-n", NAMESPACE, "create", "job", f"--from=cronjob/{release.name}-retrain", job)
     wait_job(cluster, job, timeout=1500)
-    alias = _mlflow(
-        cluster, release, f"/api/2.0/mlflow/registered-models/alias?name={MODEL}&alias=challenger"
-    )
+    alias = _mlflow(cluster, f"/api/2.0/mlflow/registered-models/alias?name={MODEL}&alias=challenger")
     assert int(alias["model_version"]["version"]) > latest_before, alias
+    assert max(_versions(cluster)) > latest_before
 
 
 _KEYWORDS = {
@@ -299,6 +296,23 @@ def test_every_promql_expression_returns_series(cluster: Cluster, release: Relea
     with httpx.Client() as client:
         for _ in range(60):
             client.post(release.infer_url(), json={"inputs": []}, timeout=15)
+        # Fraud decisions too (the fraud-rate series count decision="fraud"): transactions of a
+        # data set that is half fraud, in batches.
+        frame = generate(rows=400, seed=11, fraud_rate=0.5)
+        rows = frame[list(FEATURES)].to_numpy(dtype="float32")
+        for batch in range(0, len(rows), 20):
+            part = rows[batch : batch + 20]
+            body = {
+                "inputs": [
+                    {
+                        "name": "features",
+                        "shape": list(part.shape),
+                        "datatype": "FP32",
+                        "data": part.ravel().tolist(),
+                    }
+                ]
+            }
+            assert client.post(release.infer_url(), json=body, timeout=15).status_code == 200
     roles(release, 400)
     rules = cluster.json("-n", NAMESPACE, "get", "prometheusrules.monitoring.coreos.com")["items"]
     dashboard = cluster.json("-n", NAMESPACE, "get", "configmap", "-l", "grafana_dashboard=1")["items"]
