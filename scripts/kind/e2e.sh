@@ -17,8 +17,9 @@ INPUTS=(scripts/kind tests/e2e charts docker k8s pyproject.toml uv.lock fraudcor
 inputs_hash() { (cd "$ROOT" && git ls-files -s -- "${INPUTS[@]}" && git diff HEAD -- "${INPUTS[@]}") | sha256sum | cut -c1-16; }
 
 timed() {
-  local what=$1 t0=$SECONDS; shift
-  "$@"
+  local what=$1 t0=$SECONDS rc=0; shift
+  "$@" || rc=$?
+  [[ $rc -eq 0 ]] || { log "$what failed (exit $rc) after $((SECONDS - t0)) s"; return $rc; }
   printf '%s %-10s %5d s  %s\n' "$(date -u +%FT%TZ)" "$what" $((SECONDS - t0)) "$(inputs_hash)" >>"$KCACHE/timings.log"
   log "$what: $((SECONDS - t0)) s"
 }

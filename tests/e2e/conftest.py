@@ -128,24 +128,30 @@ def _fresh_namespace(cluster: Cluster) -> None:
     )
 
 
-def _bootstrap_models(cluster: Cluster, name: str) -> None:
-    """Versions 1 (logistic, becomes @champion) and 2 (XGBoost) in the release's MLflow, trained
-    by a Job cut from the retrain CronJob (same image, env, service account, security context)."""
+def run_job(cluster: Cluster, name: str, suffix: str, script: str, timeout: float = 1200) -> None:
+    """Run `script` in a Job cut from the retrain CronJob (same image, env, service account and
+    security context) and wait for it to complete."""
     cron = cluster.json("-n", NAMESPACE, "get", "cronjob", f"{name}-retrain")
     spec = copy.deepcopy(cron["spec"]["jobTemplate"]["spec"])
     container = spec["template"]["spec"]["containers"][0]
     container["command"] = ["sh", "-c"]
-    container["args"] = [
-        "fraud train --model logistic --rows 40000 && fraud train --model xgboost --rows 40000 --rounds 120"
-    ]
+    container["args"] = [script]
     job = {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": {"name": f"{name}-bootstrap", "namespace": NAMESPACE},
-        "spec": spec,
+        "metadata": {"name": f"{name}-{suffix}", "namespace": NAMESPACE},
     }
-    cluster.kubectl("apply", "-f", "-", stdin=json.dumps(job))
-    wait_job(cluster, f"{name}-bootstrap", timeout=1200)
+    cluster.kubectl("-n", NAMESPACE, "delete", "job", f"{name}-{suffix}", "--ignore-not-found")
+    cluster.kubectl("apply", "-f", "-", stdin=json.dumps({**job, "spec": spec}))
+    wait_job(cluster, f"{name}-{suffix}", timeout=timeout)
+
+
+def _bootstrap_models(cluster: Cluster, name: str) -> None:
+    """Versions 1 (logistic, becomes @champion) and 2 (XGBoost) in the release's MLflow."""
+    train = (
+        "fraud train --model logistic --rows 40000 && fraud train --model xgboost --rows 40000 --rounds 120"
+    )
+    run_job(cluster, name, "bootstrap", train)
 
 
 def wait_job(cluster: Cluster, job: str, timeout: float = 900) -> dict:

@@ -18,7 +18,16 @@ import httpx
 import pytest
 
 from fraudcore.schema import FEATURES
-from tests.e2e.conftest import CHALLENGER_WEIGHT, MODEL, NAMESPACE, RELEASE, Release, features_body, wait_job
+from tests.e2e.conftest import (
+    CHALLENGER_WEIGHT,
+    MODEL,
+    NAMESPACE,
+    RELEASE,
+    Release,
+    features_body,
+    run_job,
+    wait_job,
+)
 from tests.e2e.kube import Cluster, wait_for
 from training.synthetic import generate
 
@@ -232,6 +241,15 @@ def _versions(cluster: Cluster) -> list[int]:
 
 
 def test_retrain_cronjob_registers_a_new_challenger(cluster: Cluster, release: Release) -> None:
+    # Retraining learns from labelled traffic: score labelled transactions through the champion's
+    # Service and ingest their labels (what a fraud team's feedback feed does).
+    champion = f"http://{release.name}-champion-predictor.{NAMESPACE}.svc"
+    feed = (
+        "fraud data generate --out /tmp/feed.csv --rows 3000 --seed 5"
+        f" && fraud traffic send /tmp/feed.csv --url {champion} --labels-out /tmp/labels.csv"
+        " && fraud labels ingest /tmp/labels.csv"
+    )
+    run_job(cluster, release.name, "labels-e2e", feed, timeout=900)
     latest_before = max(_versions(cluster))
     job = f"{release.name}-retrain-e2e"
     cluster.kubectl("-n", NAMESPACE, "delete", "job", job, "--ignore-not-found")
