@@ -30,12 +30,13 @@ images_needed() {
 }
 
 up() {
-  timed dockerd "$HERE/dockerd.sh"
-  timed bins "$HERE/build-bins.sh" all
-  timed images "$HERE/build-images.sh" all
-  timed cluster "$HERE/cluster.sh" up
+  # Explicit returns: `set -e` does not apply inside a function called from `up && …`.
+  timed dockerd "$HERE/dockerd.sh" || return
+  timed bins "$HERE/build-bins.sh" all || return
+  timed images "$HERE/build-images.sh" all || return
+  timed cluster "$HERE/cluster.sh" up || return
   # shellcheck disable=SC2046
-  timed load "$HERE/cluster.sh" load $(images_needed)
+  timed load "$HERE/cluster.sh" load $(images_needed) || return
   timed addons "$HERE/addons.sh" all
 }
 
