@@ -147,9 +147,11 @@ def run_job(cluster: Cluster, name: str, suffix: str, script: str, timeout: floa
 
 
 def _bootstrap_models(cluster: Cluster, name: str) -> None:
-    """Versions 1 (logistic, becomes @champion) and 2 (XGBoost) in the release's MLflow."""
+    """Versions 1 (logistic, becomes @champion) and 2 (XGBoost) in the release's MLflow, on enough
+    rows that a retrained version can clear the gate (with 40,000 rows a retrained logistic model
+    reached ROC-AUC 0.89, below the 0.90 floor)."""
     train = (
-        "fraud train --model logistic --rows 40000 && fraud train --model xgboost --rows 40000 --rounds 120"
+        "fraud train --model logistic --rows 150000 && fraud train --model xgboost --rows 150000 --rounds 120"
     )
     run_job(cluster, name, "bootstrap", train)
 
