@@ -15,11 +15,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import psycopg
 import pytest
 
 from fraudcore import auditdb
+from fraudcore.schema import FEATURES, LABEL
 from jobs.cli import main
+from model_server.audit import AuditLog
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "postgres.sh"
 
@@ -104,3 +108,22 @@ def fraud(isolated_env: Path, capsys: pytest.CaptureFixture[str]) -> Iterator[Fr
     yield run
     root.handlers[:] = handlers
     root.setLevel(level)
+
+
+def log_traffic(dsn: str, frame: pd.DataFrame, batch: int = 100) -> pd.DataFrame:
+    """Score-log the frame in requests of `batch` rows; returns the matching label file rows."""
+    log = AuditLog(dsn, buffer_rows=100_000, flush_interval_s=0.05)
+    log.start()
+    x = frame[list(FEATURES)].to_numpy(np.float32)
+    for start in range(0, len(x), batch):
+        part = x[start : start + batch]
+        scores = np.zeros(len(part), np.float32)
+        log.record(f"req-{start}", part, scores, scores > 0.5, "1", "champion", 0.001)
+    log.close()
+    return pd.DataFrame(
+        {
+            "request_id": [f"req-{i - i % batch}" for i in range(len(frame))],
+            "row": [i % batch for i in range(len(frame))],
+            "label": frame[LABEL].to_numpy(),
+        }
+    )

@@ -11,13 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import TEST_FRAUD_RATE, TrainedStore, make_settings
-from pg import Fraud
+from pg import Fraud, log_traffic
 
 from fraudcore.modelstore import LoadedModel, connect, load_model
 from fraudcore.schema import FEATURES, LABEL
 from jobs.drift import DriftResult, check
 from jobs.window import Window
-from model_server.audit import AuditLog
 from training.synthetic import SCENARIOS, generate
 
 WINDOW_ROWS = 2_000
@@ -88,17 +87,6 @@ def pushgateway() -> Iterator[str]:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
-
-
-def log_traffic(dsn: str, frame: pd.DataFrame, batch: int = 100) -> None:
-    log = AuditLog(dsn, buffer_rows=100_000, flush_interval_s=0.05)
-    log.start()
-    x = frame[list(FEATURES)].to_numpy(np.float32)
-    for start in range(0, len(x), batch):
-        part = x[start : start + batch]
-        scores = np.zeros(len(part), np.float32)
-        log.record(f"req-{start}", part, scores, scores > 0.5, "1", "champion", 0.001)
-    log.close()
 
 
 def test_drift_job_on_the_audit_log(

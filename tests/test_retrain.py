@@ -2,16 +2,12 @@
 
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pytest
 from conftest import TEST_FRAUD_RATE, make_settings
-from pg import Fraud
+from pg import Fraud, log_traffic
 
 from fraudcore.modelstore import connect
-from fraudcore.schema import FEATURES, LABEL
 from fraudcore.settings import Settings
-from model_server.audit import AuditLog
 from training import registry
 from training.data import load_source, synthetic_source
 from training.pipeline import train_and_register
@@ -28,25 +24,6 @@ def store(tmp_path: Path) -> Settings:
     source = synthetic_source(ROWS, SEED, fraud_rate=TEST_FRAUD_RATE)
     train_and_register(settings, TrainConfig(kind="logistic", seed=SEED), source)
     return settings
-
-
-def log_traffic(dsn: str, frame: pd.DataFrame, batch: int = 100) -> pd.DataFrame:
-    """Score-log the frame in requests of `batch` rows; returns the matching label file rows."""
-    log = AuditLog(dsn, buffer_rows=100_000, flush_interval_s=0.05)
-    log.start()
-    x = frame[list(FEATURES)].to_numpy(np.float32)
-    for start in range(0, len(x), batch):
-        part = x[start : start + batch]
-        scores = np.zeros(len(part), np.float32)
-        log.record(f"req-{start}", part, scores, scores > 0.5, "1", "champion", 0.001)
-    log.close()
-    return pd.DataFrame(
-        {
-            "request_id": [f"req-{i - i % batch}" for i in range(len(frame))],
-            "row": [i % batch for i in range(len(frame))],
-            "label": frame[LABEL].to_numpy(),
-        }
-    )
 
 
 def test_retrain_after_drift_makes_a_gated_challenger(
