@@ -68,13 +68,14 @@ def test_keeps_serving_through_an_outage_and_recovers(
     audit_dsn: str, postgres: Postgres, caplog: pytest.LogCaptureFixture
 ) -> None:
     dropped = counter("fraud_audit_dropped_rows_total")
+    caplog.set_level(logging.INFO, logger="model_server.audit")
     log = AuditLog(audit_dsn, buffer_rows=100, flush_interval_s=0.05, max_backoff_s=0.5)
     log.start()
     features, scores, decisions = scored(10)
     log.record("before", features, scores, decisions, "1", "champion", 0.001)
     wait_for(lambda: audit_rows(audit_dsn) == 10)
-
-    caplog.set_level(logging.INFO, logger="model_server.audit")
+    # The writer logs its state after the commit the query above can already see.
+    wait_for(lambda: any("writing to the database" in r.getMessage() for r in caplog.records))
     caplog.clear()  # count only the state changes of the outage
     postgres.stop()
     try:
