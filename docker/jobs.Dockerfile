@@ -8,7 +8,7 @@ ARG UV_VERSION
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/uv && /opt/uv/bin/pip install "uv==${UV_VERSION}"
 WORKDIR /src
-COPY pyproject.toml uv.lock README.md ./
+COPY pyproject.toml uv.lock ./
 RUN /opt/uv/bin/uv export --frozen --no-dev --extra jobs --no-emit-project -o requirements.txt \
  && python -m venv /opt/venv \
  && /opt/venv/bin/pip install -r requirements.txt
@@ -16,6 +16,7 @@ COPY fraudcore fraudcore/
 COPY training training/
 COPY model_server model_server/
 COPY jobs jobs/
+COPY README.md ./
 # The console script `fraud` comes from the project wheel; the sources also live in /app, first on
 # PYTHONPATH, so `skaffold dev` can sync changed *.py files into a running container.
 RUN /opt/venv/bin/pip install --no-deps . \

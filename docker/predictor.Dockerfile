@@ -10,7 +10,7 @@ ARG UV_VERSION
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/uv && /opt/uv/bin/pip install "uv==${UV_VERSION}"
 WORKDIR /src
-COPY pyproject.toml uv.lock README.md ./
+COPY pyproject.toml uv.lock ./
 # Only locked, third-party dependencies of the `server` extra (no dev tools, no jobs stack).
 RUN /opt/uv/bin/uv export --frozen --no-dev --extra server --no-emit-project -o requirements.txt \
  && python -m venv /opt/venv \

@@ -1,5 +1,6 @@
 """A real MLflow tracking server process for tests."""
 
+import os
 import socket
 import subprocess
 import sys
@@ -28,6 +29,7 @@ def mlflow_server(workdir: Path, backend_store_uri: str | None = None) -> Iterat
         [str(mlflow), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
          "--backend-store-uri", backend, "--artifacts-destination", str(workdir / "artifacts")],
         stdout=log, stderr=subprocess.STDOUT,
+        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},  # no idle job-worker processes
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
