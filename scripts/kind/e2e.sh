@@ -2,17 +2,18 @@
 # End-to-end tier on a local kind cluster, with or without a container registry.
 #   scripts/kind/e2e.sh up     docker engine, binaries and images (built once, cached), cluster, add-ons
 #   scripts/kind/e2e.sh test   the e2e suite (pytest -m e2e) against the running cluster
-#   scripts/kind/e2e.sh run    up, then test (what `make e2e` runs); only a passing `run` writes the
-#                              stamp that lets CI run the suite
+#   scripts/kind/e2e.sh run    up, then test (what `make e2e` runs); a passing `run` writes the stamp
+#                              that marks this machine's cache as complete
 #   scripts/kind/e2e.sh down   delete the cluster (the cache stays)
-#   scripts/kind/e2e.sh ci     run, but only when a complete earlier `run` passed on this machine for
-#                              exactly these inputs; otherwise print one line saying why and exit 0
+#   scripts/kind/e2e.sh ci     run, when the stamp shows a complete cache here (only the project's own
+#                              images are rebuilt); otherwise print one line saying why and exit 0,
+#                              because a cold build of every image does not fit in CI's time
 # Timings of every phase go to $FRAUD_CACHE_DIR/kind/timings.log.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 HERE=$(cd "$(dirname "$0")" && pwd)
 
-# The inputs a passing run vouches for: the e2e tooling, the chart, the images' sources.
+# What a run tested, for timings.log and the stamp: the e2e tooling, the chart, the images' sources.
 INPUTS=(scripts/kind tests/e2e charts docker k8s pyproject.toml uv.lock fraudcore model_server jobs training)
 inputs_hash() { (cd "$ROOT" && git ls-files -s -- "${INPUTS[@]}" && git diff HEAD -- "${INPUTS[@]}") | sha256sum | cut -c1-16; }
 
@@ -53,8 +54,6 @@ test_() {
     printf 'inputs %s\ncommit %s\npassed %s\n' "$(inputs_hash)" "$(git -C "$ROOT" rev-parse HEAD)" \
       "$(date -u +%FT%TZ)" >"$STAMP"
     log "e2e passed; stamp written to $STAMP"
-  elif [[ $rc -ne 0 ]]; then
-    rm -f "$STAMP"
   fi
   return $rc
 }
@@ -62,13 +61,12 @@ test_() {
 ci() {
   local why=""
   if [[ ${FRAUD_E2E_CI:-1} == 0 ]]; then why="FRAUD_E2E_CI=0"
-  elif [[ ! -f $STAMP ]]; then why="no complete successful 'make e2e' on this machine (stamp $STAMP missing)"
-  elif [[ $(sed -n 's/^inputs //p' "$STAMP") != "$(inputs_hash)" ]]; then
-    why="the e2e inputs changed since the last successful 'make e2e' (run it to re-arm CI)"
+  elif [[ ! -f $STAMP ]]; then
+    why="the image and tool cache is not complete on this machine (run 'make e2e' once, ~90 min cold)"
   elif ! command -v dockerd >/dev/null || [[ $(id -u) != 0 ]]; then why="no docker engine can be started here"
   fi
   if [[ -n $why ]]; then echo "e2e skipped: $why"; return 0; fi
-  # A stamped run proved these inputs here; a failure now is a real regression (or the machine).
+  # The cache once passed here, so a failure now is a regression in the inputs (or the machine).
   up && test_ stamp
 }
 
