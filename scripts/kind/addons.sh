@@ -29,8 +29,8 @@ install_gateway() {
     --set global.images.envoyProxy.image="$ENVOY_IMAGE" --set global.images.envoyProxy.pullPolicy=IfNotPresent \
     --set topologyInjector.enabled=false --wait --timeout 5m >/dev/null || die "helm install Envoy Gateway failed"
   K create namespace kserve --dry-run=client -o yaml | K apply -f - >/dev/null
-  sed "s#\${ENVOY_IMAGE}#$ENVOY_IMAGE#" "$HERE/manifests/gateway.yaml" | K apply -f - >/dev/null \
-    || die "applying the Gateway failed"
+  { sed "s#\${ENVOY_IMAGE}#$ENVOY_IMAGE#" "$HERE/manifests/gateway.yaml"; echo ---; cat "$ROOT/k8s/gateway-policies.yaml"; } \
+    | K apply -f - >/dev/null || die "applying the Gateway failed"
   K -n envoy-gateway-system wait --for=condition=Available deploy \
     -l gateway.envoyproxy.io/owning-gateway-name=kserve-ingress-gateway --timeout=180s >/dev/null 2>&1 \
     || { sleep 10; K -n envoy-gateway-system wait --for=condition=Available deploy \
