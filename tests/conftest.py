@@ -77,4 +77,4 @@ def _restore_root_logger() -> Iterator[None]:
 
 
 # PostgreSQL fixtures (`postgres`, `audit_dsn`) live in tests/pg.py.
-pytest_plugins = ("pg",)
+pytest_plugins = ("tests.pg",)

@@ -1,20 +1,13 @@
 """A real MLflow tracking server process for tests."""
 
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.net import free_port, wait_until_ok
 
 
 @contextmanager
@@ -33,17 +26,7 @@ def mlflow_server(workdir: Path, backend_store_uri: str | None = None) -> Iterat
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"mlflow server did not start; see {workdir / 'mlflow-server.log'}")
-            time.sleep(0.5)
+        wait_until_ok(f"{url}/health", process, workdir / "mlflow-server.log")
         yield url
     finally:
         process.terminate()

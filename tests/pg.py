@@ -7,7 +7,6 @@ per test; `fraud`: the `fraud` CLI run in-process, as a user would run it (exit 
 import logging
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,7 @@ from fraudcore import auditdb
 from fraudcore.schema import FEATURES, LABEL
 from jobs.cli import main
 from model_server.audit import AuditLog
+from tests.net import free_port
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "postgres.sh"
 
@@ -48,12 +48,6 @@ class Postgres:
     def _script(self, command: str) -> None:
         env = {**os.environ, "FRAUD_PG_DIR": str(self.directory), "FRAUD_PG_PORT": str(self.port)}
         subprocess.run([str(SCRIPT), command], env=env, check=True, capture_output=True, timeout=120)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="session")

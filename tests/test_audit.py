@@ -7,11 +7,11 @@ from collections.abc import Callable
 import numpy as np
 import psycopg
 import pytest
-from pg import Postgres
 from prometheus_client import REGISTRY
 
 from fraudcore import auditdb
 from model_server.audit import AuditLog
+from tests.pg import Postgres
 
 
 def counter(name: str) -> float:

@@ -5,31 +5,16 @@ import os
 import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import TEST_FRAUD_RATE, TrainedStore
-from pg import Fraud, free_port
 
 from fraudcore import auditdb
+from tests.conftest import TEST_FRAUD_RATE, TrainedStore
+from tests.net import free_port, wait_until_ok
+from tests.pg import Fraud
 from training.synthetic import generate
-
-
-def wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/v2/health/ready", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            pytest.fail(f"predictor did not start:\n{log.read_text()[-3000:]}")
-        time.sleep(0.3)
 
 
 def test_scored_traffic_is_audited_and_labelled(
@@ -51,7 +36,7 @@ def test_scored_traffic_is_audited_and_labelled(
         server = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_ready(url, server, log)
+        wait_until_ok(f"{url}/v2/health/ready", server, log)
         data = tmp_path / "traffic.csv"
         frame = generate(rows=500, seed=21, fraud_rate=TEST_FRAUD_RATE)
         frame.to_csv(data, index=False)

@@ -10,13 +10,13 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import TEST_FRAUD_RATE, TrainedStore, make_settings
-from pg import Fraud, log_traffic
 
 from fraudcore.modelstore import LoadedModel, connect, load_model
 from fraudcore.schema import FEATURES, LABEL
 from jobs.drift import DriftResult, check
 from jobs.window import Window
+from tests.conftest import TEST_FRAUD_RATE, TrainedStore, make_settings
+from tests.pg import Fraud, log_traffic
 from training.synthetic import SCENARIOS, generate
 
 WINDOW_ROWS = 2_000

@@ -6,11 +6,11 @@ from pathlib import Path
 import numpy as np
 import psycopg
 import pytest
-from pg import Fraud
 
 from fraudcore import auditdb
 from jobs.labels import read_labels
 from model_server.audit import AuditLog
+from tests.pg import Fraud
 from training.data import DataValidationError
 
 

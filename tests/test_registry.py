@@ -13,8 +13,8 @@ from fraudcore.errors import NotFoundError, UnavailableError
 from fraudcore.modelstore import connect, load_model
 from fraudcore.settings import Settings
 from tests.conftest import TEST_SEED, TrainedStore, make_settings
-from tests.mlflow_server import free_port, mlflow_server
-from tests.pg import postgres  # noqa: F401  (fixture)
+from tests.mlflow_server import mlflow_server
+from tests.net import free_port
 from training import registry
 from training.data import synthetic_source
 from training.gate import GatePolicy, GateRejectedError, check

@@ -3,11 +3,11 @@
 from pathlib import Path
 
 import pytest
-from conftest import TEST_FRAUD_RATE, make_settings
-from pg import Fraud, log_traffic
 
 from fraudcore.modelstore import connect
 from fraudcore.settings import Settings
+from tests.conftest import TEST_FRAUD_RATE, make_settings
+from tests.pg import Fraud, log_traffic
 from training import registry
 from training.data import load_source, synthetic_source
 from training.pipeline import train_and_register

@@ -5,7 +5,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,16 +26,11 @@ from fraudcore import auditdb
 from fraudcore.modelstore import load_model
 from fraudcore.schema import FEATURES
 from tests.conftest import TrainedStore
+from tests.net import free_port, wait_until_ok
 
 MODEL = "fraud-detector"
 MAX_ROWS = 500
 TOKEN = "s3cret-token"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -48,16 +42,8 @@ class Server:
     log: Path
 
     def wait(self, probe: str = "/v2/health/ready") -> "Server":
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                if httpx.get(self.url + probe, timeout=2).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"predictor did not start:\n{self.log.read_text()[-3000:]}")
-            time.sleep(0.3)
+        wait_until_ok(self.url + probe, self.process, self.log)
+        return self
 
     def stop(self) -> None:
         """SIGINT, as Kubernetes would send SIGTERM: the server shuts down cleanly."""

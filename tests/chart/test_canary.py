@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 from jobs.cli import app
 from tests.chart import cluster
 from tests.chart.conftest import CHART, REPO
+from tests.net import free_port
 from training.registry import CHALLENGER, CHAMPION, STATUS_TAG, set_challenger, set_champion
 
 pytestmark = pytest.mark.chart
@@ -102,7 +103,7 @@ def test_status(release: Release) -> None:
 
 
 def test_status_with_unreachable_prometheus_still_shows_the_split(release: Release) -> None:
-    port = cluster.free_port()
+    port = free_port()
     code, out = release.canary("status", "--prometheus-url", f"http://127.0.0.1:{port}")
     assert code == 0, out
     assert "live numbers unavailable" in out
