@@ -128,12 +128,24 @@ def _fresh_namespace(cluster: Cluster) -> None:
     )
 
 
-def run_job(cluster: Cluster, name: str, suffix: str, script: str, timeout: float = 1200) -> None:
+def run_job(
+    cluster: Cluster,
+    name: str,
+    suffix: str,
+    script: str,
+    timeout: float = 1200,
+    *,
+    moves_traffic: bool = False,
+) -> None:
     """Run `script` in a Job cut from the retrain CronJob (same image, env, service account and
-    security context) and wait for it to complete."""
+    security context) and wait for it to complete. `moves_traffic` runs it as the chart's canary
+    ServiceAccount, the only one allowed to patch the InferenceServices and the HTTPRoute."""
     cron = cluster.json("-n", NAMESPACE, "get", "cronjob", f"{name}-retrain")
     spec = copy.deepcopy(cron["spec"]["jobTemplate"]["spec"])
-    container = spec["template"]["spec"]["containers"][0]
+    pod = spec["template"]["spec"]
+    if moves_traffic:
+        pod |= {"serviceAccountName": f"{name}-canary", "automountServiceAccountToken": True}
+    container = pod["containers"][0]
     container["command"] = ["sh", "-c"]
     container["args"] = [script]
     job = {

@@ -135,6 +135,23 @@ def settle(release: Release, expect: set[tuple[str, str]], what: str, timeout: f
     wait_for(what, lambda: set(roles(release, 60, threads=2)) <= expect, timeout=timeout, every=1)
 
 
+def _mlflow(cluster: Cluster, path: str) -> dict:
+    """GET an MLflow REST path from inside the MLflow pod (its allowed-hosts check admits localhost)."""
+    code = (
+        "import sys, urllib.request; "
+        "url = 'http://localhost:5000' + sys.argv[1]; "
+        "sys.stdout.write(urllib.request.urlopen(url, timeout=30).read().decode())"
+    )
+    selector = f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/component=mlflow"
+    pod = cluster.json("-n", NAMESPACE, "get", "pod", "-l", selector)["items"][0]["metadata"]["name"]
+    return json.loads(cluster.kubectl("-n", NAMESPACE, "exec", pod, "--", "python3", "-c", code, path))
+
+
+def _versions(cluster: Cluster) -> list[int]:
+    found = _mlflow(cluster, f"/api/2.0/mlflow/model-versions/search?filter=name%3D%27{MODEL}%27")
+    return sorted(int(v["version"]) for v in found.get("model_versions", []))
+
+
 # ---- tests --------------------------------------------------------------------------------------
 
 
@@ -192,7 +209,10 @@ def test_rollback_and_promote_under_load_lose_no_request(cluster: Cluster, relea
         canary(cluster, release, "rollback", "--no-registry")
         settle(release, {("champion", "1")}, "all traffic on the champion after rollback")
         canary(cluster, release, "set", str(CHALLENGER_WEIGHT))
-        canary(cluster, release, "promote", "--no-registry", "--timeout", "600")
+        # Promotion from inside the cluster, as automation would run it: the canary ServiceAccount's
+        # RBAC, and the in-cluster MLflow whose @champion alias follows.
+        promote = f"fraud canary promote --name {release.name} --timeout 600"
+        run_job(cluster, release.name, "promote-e2e", promote, timeout=900, moves_traffic=True)
         settle(release, {("champion", "2")}, "champion serving version 2 after promote")
         time.sleep(3)
     assert load.total() > 200, f"too little load: {load.total()} requests"
@@ -202,6 +222,8 @@ def test_rollback_and_promote_under_load_lose_no_request(cluster: Cluster, relea
     assert ("champion", "2") in load.ok and ("champion", "1") in load.ok
     status = canary(cluster, release, "status")
     assert re.search(r"champion\s*\S*\s*2\s*\S*\s*100", status), status
+    alias = _mlflow(cluster, f"/api/2.0/mlflow/registered-models/alias?name={MODEL}&alias=champion")
+    assert alias["model_version"]["version"] == "2", alias
 
 
 def test_drift_cronjob_runs_to_completion_and_reports(
@@ -221,23 +243,6 @@ def test_drift_cronjob_runs_to_completion_and_reports(
         return bool(r.json()["data"]["result"])
 
     wait_for("drift metrics in Prometheus (through the Pushgateway)", pushed, timeout=120)
-
-
-def _mlflow(cluster: Cluster, path: str) -> dict:
-    """GET an MLflow REST path from inside the MLflow pod (its allowed-hosts check admits localhost)."""
-    code = (
-        "import sys, urllib.request; "
-        "url = 'http://localhost:5000' + sys.argv[1]; "
-        "sys.stdout.write(urllib.request.urlopen(url, timeout=30).read().decode())"
-    )
-    selector = f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/component=mlflow"
-    pod = cluster.json("-n", NAMESPACE, "get", "pod", "-l", selector)["items"][0]["metadata"]["name"]
-    return json.loads(cluster.kubectl("-n", NAMESPACE, "exec", pod, "--", "python3", "-c", code, path))
-
-
-def _versions(cluster: Cluster) -> list[int]:
-    found = _mlflow(cluster, f"/api/2.0/mlflow/model-versions/search?filter=name%3D%27{MODEL}%27")
-    return sorted(int(v["version"]) for v in found.get("model_versions", []))
 
 
 def test_retrain_cronjob_registers_a_new_challenger(cluster: Cluster, release: Release) -> None:
@@ -368,6 +373,14 @@ def test_every_promql_expression_returns_series(cluster: Cluster, release: Relea
         wait_for("every expression returning series", all_present, timeout=180, every=10)
     except TimeoutError:
         pytest.fail("expressions without series:\n" + "\n".join(missing))
+
+
+def test_canary_status_shows_live_numbers(cluster: Cluster, release: Release, prometheus: str) -> None:
+    out = canary(cluster, release, "status", "--prometheus-url", prometheus)
+    assert "live (Prometheus)" in out, out
+    live = out.split("live (Prometheus)", 1)[1]
+    requests_per_s = re.search(r"champion\W+(\d[\d.e+-]*)", live)
+    assert requests_per_s and float(requests_per_s.group(1)) > 0, out
 
 
 def _dashboard_exprs(dashboard: dict) -> list[tuple[str, str]]:
