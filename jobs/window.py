@@ -13,7 +13,7 @@ from fraudcore import auditdb
 from fraudcore.errors import UnavailableError
 from fraudcore.schema import FEATURES, LABEL
 from fraudcore.settings import Settings
-from training.data import DataValidationError, validate
+from training.data import load_csv
 
 UNLABELLED = -1
 
@@ -80,13 +80,7 @@ def _age(age: timedelta) -> str:
 
 def from_csv(path: Path) -> Window:
     """Transactions in the credit-card schema; the `Class` column is optional (no labels without it)."""
-    try:
-        frame = pd.read_csv(path)
-    except FileNotFoundError as e:
-        raise DataValidationError(f"{path}: no such file") from e
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise DataValidationError(f"{path}: not a readable CSV file ({e})") from e
+    frame = load_csv(path, labels_optional=True)
     labelled = LABEL in frame.columns
-    frame = validate(frame, source=str(path), labelled=labelled)
     labels = frame[LABEL].to_numpy(np.int64) if labelled else np.full(len(frame), UNLABELLED, np.int64)
     return Window(frame[list(FEATURES)].to_numpy(np.float32), labels, str(path))

@@ -17,15 +17,17 @@ class DataValidationError(InvalidInputError):
     """A data file does not match the schema; the message names the problem."""
 
 
-def load_csv(path: Path) -> pd.DataFrame:
-    """Read a CSV with the columns `Time, V1..V28, Amount, Class` and check it."""
+def load_csv(path: Path, *, labels_optional: bool = False) -> pd.DataFrame:
+    """Read a CSV with the columns `Time, V1..V28, Amount, Class` and check it; with
+    `labels_optional` a file without the `Class` column is accepted too."""
     try:
         frame = pd.read_csv(path)
     except FileNotFoundError as e:
         raise DataValidationError(f"{path}: no such file") from e
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
         raise DataValidationError(f"{path}: not a readable CSV file ({e})") from e
-    return validate(frame, source=str(path))
+    labelled = LABEL in frame.columns or not labels_optional
+    return validate(frame, source=str(path), labelled=labelled)
 
 
 def validate(frame: pd.DataFrame, source: str = "data", labelled: bool = True) -> pd.DataFrame:

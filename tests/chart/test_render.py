@@ -317,42 +317,24 @@ def test_values_schema_rejects_bad_values(
     assert message in proc.stderr, proc.stderr
 
 
-def test_external_services_need_their_settings(helm: Callable[..., subprocess.CompletedProcess]) -> None:
-    proc = helm(
-        "template",
-        "x",
-        str(CHART),
-        "--kube-version",
-        "v1.32.13",
-        "--set",
-        "postgresql.enabled=false",
-        check=False,
-    )
-    assert "externalDatabase.existingSecret is required" in proc.stderr
-    proc = helm(
-        "template",
-        "x",
-        str(CHART),
-        "--kube-version",
-        "v1.32.13",
-        "--set",
-        "mlflow.enabled=false",
-        check=False,
-    )
-    assert "mlflow.externalTrackingUri is required" in proc.stderr
-    proc = helm(
-        "template",
-        "x",
-        str(CHART),
-        "--kube-version",
-        "v1.32.13",
-        "--set",
-        "jobs.retrain.canaryPercent=5",
-        "--set",
-        "canary.rbac.create=false",
-        check=False,
-    )
-    assert "jobs.retrain.canaryPercent needs canary.rbac.create=true" in proc.stderr
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["postgresql.enabled=false"], "externalDatabase.existingSecret is required"),
+        (["mlflow.enabled=false"], "mlflow.externalTrackingUri is required"),
+        (
+            ["jobs.retrain.canaryPercent=5", "canary.rbac.create=false"],
+            "jobs.retrain.canaryPercent needs canary.rbac.create=true",
+        ),
+    ],
+)
+def test_inconsistent_values_fail_with_the_setting_to_fix(
+    helm: Callable[..., subprocess.CompletedProcess], overrides: list[str], message: str
+) -> None:
+    sets = [arg for override in overrides for arg in ("--set", override)]
+    proc = helm("template", "x", str(CHART), "--kube-version", "v1.32.13", *sets, check=False)
+    assert proc.returncode != 0
+    assert message in proc.stderr, proc.stderr
 
 
 def test_skaffold_sets_both_images() -> None:
