@@ -119,7 +119,7 @@ def cpu_pressure() -> str | None:
 def build_model(work: Path, rows: int) -> tuple[Path, np.ndarray]:
     step(f"training XGBoost on {rows:,} synthetic rows")
     frame = generate(rows=rows, seed=42)
-    data = split(frame, seed=42)
+    data = split(frame)
     model = train(data, TrainConfig(kind="xgboost"), fingerprint(frame), synthetic_source(rows, 42))
     bundle = work / "bundle"
     save_bundle(bundle, model.scorer, model.card, model.reference)

@@ -118,10 +118,23 @@ def test_bad_synthetic_sources(source: str, message: str) -> None:
     assert message in str(error.value)
 
 
-def test_split_is_stratified_and_needs_fraud(small: pd.DataFrame) -> None:
-    parts = split(small, seed=1)
+def test_split_shares_and_classes(small: pd.DataFrame) -> None:
+    parts = split(small)
+    sizes = np.array([len(parts.y_train), len(parts.y_valid), len(parts.y_holdout)]) / len(small)
+    assert sizes == pytest.approx([0.65, 0.15, 0.20], abs=0.01)
     rates = [parts.y_train.mean(), parts.y_valid.mean(), parts.y_holdout.mean()]
-    assert max(rates) - min(rates) < 0.002
+    assert max(rates) - min(rates) < 0.004  # 200 frauds: the shares hold in expectation
     assert parts.x_train.dtype == np.float32 and parts.x_train.shape[1] == len(FEATURES)
     with pytest.raises(DataValidationError, match="at least 10"):
-        split(small[small[LABEL] == 0].head(1000).assign(**{LABEL: 0}), seed=1)
+        split(small[small[LABEL] == 0].head(1000).assign(**{LABEL: 0}))
+    with pytest.raises(DataValidationError, match="both classes are needed"):
+        split(pd.concat([small[small[LABEL] == 1].head(10), small[small[LABEL] == 0].head(5)]))
+
+
+def test_added_rows_never_move_a_row_into_the_holdout(small: pd.DataFrame) -> None:
+    """Retraining adds rows to the champion's data: the champion's training rows stay out of the
+    holdout the two are compared on."""
+    base, more = split(small), split(pd.concat([small, generate(rows=5_000, seed=4, fraud_rate=0.01)]))
+    holdout = {row.tobytes() for row in more.x_holdout}
+    assert not any(row.tobytes() in holdout for row in base.x_train)
+    assert {row.tobytes() for row in base.x_holdout} <= holdout

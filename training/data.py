@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import train_test_split
 
 from fraudcore.errors import InvalidInputError
 from fraudcore.schema import COLUMNS, FEATURES, LABEL
@@ -78,17 +77,29 @@ class Split:
     y_holdout: np.ndarray
 
 
-def split(frame: pd.DataFrame, seed: int, holdout: float = 0.2, valid: float = 0.15) -> Split:
-    """Stratified train / validation (threshold choice) / holdout (gate) split."""
+def split(frame: pd.DataFrame, holdout: float = 0.2, valid: float = 0.15) -> Split:
+    """Train / validation (threshold choice) / holdout (gate), each row placed by a hash of its values.
+
+    A row keeps its part whatever else the data holds, so when retraining adds rows to the
+    champion's data, none of the champion's training rows reaches the new holdout the two are
+    compared on (a shuffled split would leak them and favour the champion). Each class is spread
+    over the parts in the same shares, in expectation."""
     x = frame[list(FEATURES)].to_numpy(np.float32)
     y = frame[LABEL].to_numpy(np.int64)
     if y.sum() < 10:
         raise DataValidationError(f"only {int(y.sum())} fraud rows: at least 10 are needed to train")
-    x_rest, x_hold, y_rest, y_hold = train_test_split(x, y, test_size=holdout, stratify=y, random_state=seed)
-    x_tr, x_va, y_tr, y_va = train_test_split(
-        x_rest, y_rest, test_size=valid / (1 - holdout), stratify=y_rest, random_state=seed
-    )
-    return Split(x_tr, y_tr, x_va, y_va, x_hold, y_hold)
+    digest = pd.util.hash_pandas_object(frame[list(COLUMNS)], index=False).to_numpy()
+    position = digest / np.float64(2**64)
+    part = np.searchsorted([1 - holdout - valid, 1 - holdout], position, side="right")
+    masks = [part == index for index in range(3)]
+    for name, rows in zip(("training", "validation", "holdout"), masks, strict=True):
+        frauds, total = int(y[rows].sum()), int(rows.sum())
+        if frauds in (0, total):
+            raise DataValidationError(
+                f"the {name} part has {frauds} fraud rows of {total}: both classes are needed, add data"
+            )
+    train, validation, test = masks
+    return Split(x[train], y[train], x[validation], y[validation], x[test], y[test])
 
 
 SYNTHETIC = "synthetic"

@@ -36,7 +36,7 @@ def train_and_register(
     A rejected version stays registered with the reasons and GateRejectedError is raised.
     """
     frame = load_source(data_source) if frame is None else frame
-    data = split(frame, seed=config.seed)
+    data = split(frame)
     model = train(data, config, fingerprint(frame), data_source)
     client = connect(settings)
     name = settings.registered_model
@@ -73,7 +73,7 @@ def promote(settings: Settings, version: str, force: bool = False) -> tuple[str,
     result = None
     if champion != version:
         candidate = load_model(f"models:/{name}/{version}", settings).bundle
-        data = split(load_source(candidate.card.data_source), seed=int(candidate.card.params["seed"]))
+        data = split(load_source(candidate.card.data_source))
         current = load_model(f"models:/{name}/{champion}", settings).bundle if champion else None
         scores = candidate.scorer.predict_proba(data.x_holdout)
         result = _judge(data, scores, candidate.card.threshold, current, settings)
