@@ -35,7 +35,9 @@ lint: setup ## ruff lint and format check
 
 bench: setup ## Predictor vs MLServer vs in-process; audit-log cost; drift false alarms and power
 	$(RUN) python -m benchmarks.run
-	$(RUN) python benchmarks/audit_record.py --dsn "$$(scripts/postgres.sh start)" --rate 500 --seconds 20
+	export FRAUD_PG_DIR=.fraud/bench/postgres FRAUD_PG_PORT=54327; dsn=$$(scripts/postgres.sh start) \
+	  && $(RUN) python benchmarks/audit_record.py --dsn "$$dsn" --rate 500 --seconds 20; \
+	  rc=$$?; scripts/postgres.sh stop; exit $$rc
 	$(RUN) python benchmarks/drift_power.py --windows 100 --sizes 500 1000 2000 --corrections bonferroni
 
 images: ## Build the predictor and jobs images (needs a Docker engine; BASE_IMAGE=local builds offline)

@@ -12,7 +12,8 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 SERVE_PORT=${FRAUD_DEMO_PORT:-18080}
 URL=http://127.0.0.1:$SERVE_PORT
-export FRAUD_PG_DIR=$FRAUD_HOME/postgres FRAUD_PG_PORT=${FRAUD_PG_PORT:-54329}
+# Its own port, so a `make postgres` cluster (54329) can keep running next to the demo.
+export FRAUD_PG_DIR=$FRAUD_HOME/postgres FRAUD_PG_PORT=${FRAUD_PG_PORT:-54328}
 SERVER=
 
 serve() {  # serve @champion in the background (audit log on); wait until ready
@@ -51,7 +52,8 @@ $FRAUD models promote @challenger
 $FRAUD models list
 
 step "7. Serve the champion with the KServe predictor; every scored transaction goes to a PostgreSQL audit log"
-export FRAUD_AUDIT_DSN=$(scripts/postgres.sh start)
+FRAUD_AUDIT_DSN=$(scripts/postgres.sh start)
+export FRAUD_AUDIT_DSN
 serve
 .venv/bin/python - "$DATA" >"$FRAUD_HOME/request.json" <<'PY'
 import csv, json, sys

@@ -52,6 +52,10 @@ start() {
     as_owner "$PG_BIN/initdb" -D "$DATA" -U fraud -A trust -E UTF8 --locale=C.UTF-8 --no-sync >/dev/null \
       || die "initdb failed"
   fi
+  # A busy port would only show up as a failed start deep in the server log.
+  if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
+    die "port $PORT on 127.0.0.1 is taken (another PostgreSQL?); choose another with FRAUD_PG_PORT"
+  fi
   printf '%s\n' "$PORT" >"$DIR/port"
   as_owner "$PG_BIN/pg_ctl" -D "$DATA" -l "$DIR/postgres.log" -w -t 30 start \
     -o "-h 127.0.0.1 -p $PORT -k $DIR -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
