@@ -77,7 +77,10 @@ def _values(app_tag: str, postgres_image: str) -> dict:
             "image": {"repository": "fraud-detection/jobs", "tag": app_tag, "pullPolicy": "IfNotPresent"},
             "pushgatewayUrl": "http://pushgateway.monitoring.svc:9091",
             "drift": {"resources": {**small, "limits": {"cpu": "1", "memory": "2Gi"}}},
-            "retrain": {"resources": {**small, "limits": {"cpu": "2", "memory": "3Gi"}}},
+            "retrain": {
+                "resources": {**small, "limits": {"cpu": "2", "memory": "3Gi"}},
+                "canaryPercent": CHALLENGER_WEIGHT,  # a passing retrain starts a canary by itself
+            },
         },
         "mlflow": {
             "workers": 1,
@@ -137,14 +140,15 @@ def run_job(
     *,
     moves_traffic: bool = False,
 ) -> None:
-    """Run `script` in a Job cut from the retrain CronJob (same image, env, service account and
-    security context) and wait for it to complete. `moves_traffic` runs it as the chart's canary
-    ServiceAccount, the only one allowed to patch the InferenceServices and the HTTPRoute."""
+    """Run `script` in a Job cut from the retrain CronJob (same image, env, resources and security
+    context) and wait for it to complete. It runs as the jobs' ServiceAccount, without an API token;
+    `moves_traffic` runs it as the canary ServiceAccount, the only one allowed to patch the
+    InferenceServices and the HTTPRoute."""
     cron = cluster.json("-n", NAMESPACE, "get", "cronjob", f"{name}-retrain")
     spec = copy.deepcopy(cron["spec"]["jobTemplate"]["spec"])
     pod = spec["template"]["spec"]
-    if moves_traffic:
-        pod |= {"serviceAccountName": f"{name}-canary", "automountServiceAccountToken": True}
+    account = f"{name}-canary" if moves_traffic else f"{name}-jobs"
+    pod |= {"serviceAccountName": account, "automountServiceAccountToken": moves_traffic}
     container = pod["containers"][0]
     container["command"] = ["sh", "-c"]
     container["args"] = [script]

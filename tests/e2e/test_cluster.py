@@ -261,8 +261,19 @@ def test_retrain_cronjob_registers_a_new_challenger(cluster: Cluster, release: R
     cluster.kubectl("-n", NAMESPACE, "create", "job", f"--from=cronjob/{release.name}-retrain", job)
     wait_job(cluster, job, timeout=1500)
     alias = _mlflow(cluster, f"/api/2.0/mlflow/registered-models/alias?name={MODEL}&alias=challenger")
-    assert int(alias["model_version"]["version"]) > latest_before, alias
+    retrained = alias["model_version"]["version"]
+    assert int(retrained) > latest_before, alias
     assert max(_versions(cluster)) > latest_before
+
+    # jobs.retrain.canaryPercent: the job pointed the challenger at the new version and gave it that
+    # share; the challenger's rolling update then brings the version into the answers.
+    def serves_retrained() -> bool:
+        seen = roles(release, 200, threads=2)
+        return ("challenger", retrained) in seen and ("challenger", "2") not in seen
+
+    wait_for("the challenger serving the retrained version", serves_retrained, 600, every=5)
+    status = canary(cluster, release, "status")
+    assert re.search(rf"challenger\s*\S*\s*{retrained}\s*\S*\s*{CHALLENGER_WEIGHT}\b", status), status
 
 
 _KEYWORDS = {
