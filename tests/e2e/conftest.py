@@ -76,8 +76,10 @@ def _values(app_tag: str, postgres_image: str) -> dict:
         "jobs": {
             "image": {"repository": "fraud-detection/jobs", "tag": app_tag, "pullPolicy": "IfNotPresent"},
             "pushgatewayUrl": "http://pushgateway.monitoring.svc:9091",
-            "drift": {"resources": {**small, "limits": {"cpu": "1", "memory": "2Gi"}}},
+            # The suite runs the jobs itself; a scheduled run must not land in the middle of it.
+            "drift": {"suspend": True, "resources": {**small, "limits": {"cpu": "1", "memory": "2Gi"}}},
             "retrain": {
+                "suspend": True,
                 "resources": {**small, "limits": {"cpu": "2", "memory": "3Gi"}},
                 "canaryPercent": CHALLENGER_WEIGHT,  # a passing retrain starts a canary by itself
             },

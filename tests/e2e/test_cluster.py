@@ -147,6 +147,11 @@ def _mlflow(cluster: Cluster, path: str) -> dict:
     return json.loads(cluster.kubectl("-n", NAMESPACE, "exec", pod, "--", "python3", "-c", code, path))
 
 
+def _alias_version(cluster: Cluster, alias: str) -> str:
+    found = _mlflow(cluster, f"/api/2.0/mlflow/registered-models/alias?name={MODEL}&alias={alias}")
+    return found["model_version"]["version"]
+
+
 def _versions(cluster: Cluster) -> list[int]:
     found = _mlflow(cluster, f"/api/2.0/mlflow/model-versions/search?filter=name%3D%27{MODEL}%27")
     return sorted(int(v["version"]) for v in found.get("model_versions", []))
@@ -222,8 +227,7 @@ def test_rollback_and_promote_under_load_lose_no_request(cluster: Cluster, relea
     assert ("champion", "2") in load.ok and ("champion", "1") in load.ok
     status = canary(cluster, release, "status")
     assert re.search(r"champion\s*\S*\s*2\s*\S*\s*100", status), status
-    alias = _mlflow(cluster, f"/api/2.0/mlflow/registered-models/alias?name={MODEL}&alias=champion")
-    assert alias["model_version"]["version"] == "2", alias
+    assert _alias_version(cluster, "champion") == "2"
 
 
 def test_drift_cronjob_runs_to_completion_and_reports(
@@ -260,9 +264,8 @@ def test_retrain_cronjob_registers_a_new_challenger(cluster: Cluster, release: R
     cluster.kubectl("-n", NAMESPACE, "delete", "job", job, "--ignore-not-found")
     cluster.kubectl("-n", NAMESPACE, "create", "job", f"--from=cronjob/{release.name}-retrain", job)
     wait_job(cluster, job, timeout=1500)
-    alias = _mlflow(cluster, f"/api/2.0/mlflow/registered-models/alias?name={MODEL}&alias=challenger")
-    retrained = alias["model_version"]["version"]
-    assert int(retrained) > latest_before, alias
+    retrained = _alias_version(cluster, "challenger")
+    assert int(retrained) > latest_before, retrained
     assert max(_versions(cluster)) > latest_before
 
     # jobs.retrain.canaryPercent: the job pointed the challenger at the new version and gave it that
@@ -326,7 +329,7 @@ def _query(prometheus: str, expr: str) -> list:
 def test_every_promql_expression_returns_series(cluster: Cluster, release: Release, prometheus: str) -> None:
     # Rejections must exist for the error-ratio series: send invalid requests to both roles.
     canary(cluster, release, "set", "50")
-    settle(release, {("champion", "2"), ("challenger", "2")}, "50/50 split")
+    settle(release, {("champion", "2"), ("challenger", _alias_version(cluster, "challenger"))}, "50/50 split")
     with httpx.Client() as client:
         for _ in range(60):
             client.post(release.infer_url(), json={"inputs": []}, timeout=15)
