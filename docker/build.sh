@@ -45,9 +45,14 @@ build_image() {
     base=$LOCAL_BASE
   fi
   echo "[build] $image (base $base)" >&2
+  local previous; previous=$(docker image inspect -f '{{.Id}}' "$image" 2>/dev/null || true)
   (cd "$ROOT" && git ls-files -z --cached --others --exclude-standard | tar --null -T - -c) \
     | docker build -f "docker/$name.Dockerfile" --build-arg "BASE_IMAGE=$base" -t "$image" - \
     || die "building $image failed"
+  # A rebuild under the same tag leaves the old image behind untagged (gigabytes per build).
+  if [[ -n $previous && $previous != $(docker image inspect -f '{{.Id}}' "$image") ]]; then
+    docker image rm "$previous" >/dev/null 2>&1 || true  # still used by a container or tag: keep it
+  fi
   if [[ ${PUSH_IMAGE:-false} == true ]]; then docker push "$image" || die "pushing $image failed"; fi
   echo "$image"
 }

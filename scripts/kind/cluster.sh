@@ -37,9 +37,22 @@ load() {
   done
   [[ ${#todo[@]} -gt 0 ]] || { log "images already in $n"; return 0; }
   log "loading into $n: ${todo[*]}"
-  docker save "${todo[@]}" | docker exec -i "$n" ctr --namespace=k8s.io images import --all-platforms --digests \
+  docker save "${todo[@]}" | docker exec -i "$n" ctr --namespace=k8s.io images import --all-platforms \
     --snapshotter=overlayfs - >/dev/null || die "loading images into $n failed"
   for img in "${todo[@]}"; do echo "$img $(docker image inspect -f '{{.Id}}' "$img")" >>"$state"; done
+  prune_replaced "$n"
+}
+
+# The node's containerd keeps an image reachable by its ID (`sha256:…`) after its tag moves to a
+# newer build, and nothing here ever deletes it: every reload would leave gigabytes behind. Drop the
+# ID and digest references that no tagged image shares; containerd then frees their content.
+prune_replaced() {
+  docker exec -i "$1" sh -s <<'SH' || die "pruning replaced images in $1 failed"
+ctr -n k8s.io images ls | awk 'NR > 1' >/tmp/images
+stale=$(awk 'NR == FNR { if ($1 !~ /^(sha256:|import-)/) tagged[$3] = 1; next }
+             $1 ~ /^(sha256:|import-)/ && !($3 in tagged) { print $1 }' /tmp/images /tmp/images)
+[ -z "$stale" ] || ctr -n k8s.io images rm $stale >/dev/null
+SH
 }
 
 up() {
