@@ -364,10 +364,16 @@ def pod_monitor_jobs(monitor: dict, pods: list[dict]) -> list[dict]:
 
 @pytest.fixture(scope="session")
 def prometheus(cluster: Cluster, release: Release) -> str:
-    """Prometheus scraping what the chart's PodMonitor selects and evaluating its PrometheusRule."""
+    return scrape_release(cluster, release)
+
+
+def scrape_release(cluster: Cluster, release: Release) -> str:
+    """Point Prometheus at what the chart's PodMonitor selects now (a snapshot of the pods: take it
+    again after pods were replaced) and load the chart's PrometheusRule; restarts Prometheus."""
     monitors = cluster.json("-n", NAMESPACE, "get", "podmonitors.monitoring.coreos.com")["items"]
     rules = cluster.json("-n", NAMESPACE, "get", "prometheusrules.monitoring.coreos.com")["items"]
-    pods = cluster.json("-n", NAMESPACE, "get", "pods", "--field-selector=status.phase=Running")["items"]
+    running = cluster.json("-n", NAMESPACE, "get", "pods", "--field-selector=status.phase=Running")["items"]
+    pods = [p for p in running if not p["metadata"].get("deletionTimestamp")]
     assert monitors and rules, "the chart rendered no PodMonitor or PrometheusRule"
     config = {
         "global": {"scrape_interval": "5s", "evaluation_interval": "5s"},

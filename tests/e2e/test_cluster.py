@@ -26,6 +26,7 @@ from tests.e2e.conftest import (
     Release,
     features_body,
     run_job,
+    scrape_release,
     wait_job,
 )
 from tests.e2e.kube import Cluster, wait_for
@@ -330,6 +331,7 @@ def test_every_promql_expression_returns_series(cluster: Cluster, release: Relea
     # Rejections must exist for the error-ratio series: send invalid requests to both roles.
     canary(cluster, release, "set", "50")
     settle(release, {("champion", "2"), ("challenger", _alias_version(cluster, "challenger"))}, "50/50 split")
+    scrape_release(cluster, release)  # the retrain's canary replaced the challenger's pod
     with httpx.Client() as client:
         for _ in range(60):
             client.post(release.infer_url(), json={"inputs": []}, timeout=15)
