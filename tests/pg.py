@@ -4,7 +4,6 @@
 per test; `fraud`: the `fraud` CLI run in-process, as a user would run it (exit code, stdout, stderr).
 """
 
-import logging
 import os
 import shutil
 import subprocess
@@ -80,10 +79,9 @@ Fraud = Callable[..., CliResult]
 
 
 @pytest.fixture
-def fraud(isolated_env: Path, capsys: pytest.CaptureFixture[str]) -> Iterator[Fraud]:
-    """`fraud(*args, FRAUD_X="…")` runs the CLI with those environment variables and nothing else."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
+def fraud(isolated_env: Path, capsys: pytest.CaptureFixture[str]) -> Fraud:
+    """`fraud(*args, FRAUD_X="…")` runs the CLI with those environment variables and nothing else
+    (the root logger it configures is restored after each test by tests/conftest.py)."""
 
     def run(*args: str, **env: str) -> CliResult:
         capsys.readouterr()
@@ -99,9 +97,7 @@ def fraud(isolated_env: Path, capsys: pytest.CaptureFixture[str]) -> Iterator[Fr
         out, err = capsys.readouterr()
         return CliResult(code, out, err)
 
-    yield run
-    root.handlers[:] = handlers
-    root.setLevel(level)
+    return run
 
 
 def log_traffic(dsn: str, frame: pd.DataFrame, batch: int = 100) -> pd.DataFrame:

@@ -275,7 +275,7 @@ def _label(name: str) -> str:
 def sd_targets(pods: list[dict]) -> list[dict]:
     """What Prometheus' Kubernetes pod discovery yields for these pods (one target per container
     port, with the `__meta_kubernetes_*` labels). Debian's Prometheus is built without Kubernetes
-    discovery, so the suite discovers the pods once and hands Prometheus a static snapshot; the
+    discovery, so the suite hands Prometheus a snapshot of the pods (taken again when pods change); the
     relabelling rules stay exactly as prometheus-operator writes them."""
     targets = []
     for pod in pods:
