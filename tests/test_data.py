@@ -1,5 +1,8 @@
 """Data tests: the schema check names each problem; the generator has the promised statistics."""
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +75,22 @@ def test_full_size_generation_matches_the_public_schema() -> None:
 def test_generation_is_seeded(small: pd.DataFrame) -> None:
     assert fingerprint(generate(rows=20_000, seed=3, fraud_rate=0.01)) == fingerprint(small)
     assert fingerprint(generate(rows=20_000, seed=4, fraud_rate=0.01)) != fingerprint(small)
+
+
+def _fingerprint_under_blas_kernel(kernel: str) -> str:
+    code = (
+        "from training.data import fingerprint; from training.synthetic import generate; "
+        "print(fingerprint(generate(rows=20_000, seed=3, fraud_rate=0.01, scenario='amount-inflation')))"
+    )
+    env = {**os.environ, "OPENBLAS_CORETYPE": kernel}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    return done.stdout.strip()
+
+
+def test_generation_gives_the_same_bytes_under_every_blas_kernel() -> None:
+    # Machines of one kind differ in CPU, and OpenBLAS picks its kernels by CPU; Prescott (SSE3) and
+    # Haswell (AVX2) both run on any current x86-64 and sum dot products in a different order.
+    assert _fingerprint_under_blas_kernel("Prescott") == _fingerprint_under_blas_kernel("Haswell")
 
 
 def test_fraud_differs_from_legit_along_known_directions(small: pd.DataFrame) -> None:

@@ -4,6 +4,7 @@ import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.stats import binomtest
 
 from fraudcore.bundle import load_bundle
 from fraudcore.modelstore import connect, load_model
@@ -35,8 +36,14 @@ def test_known_fraud_signals_raise_the_score(loaded, legit_rows, feature: str, d
     shifted = legit_rows.copy()
     shifted[:, COLUMN[feature]] += direction * 6.0
     scorer = loaded.bundle.scorer
-    # Trees saturate past the training range, so the rise is clear but not proportional.
-    assert scorer.predict_proba(shifted).mean() > scorer.predict_proba(legit_rows).mean() * 1.5
+    before, after = scorer.predict_proba(legit_rows), scorer.predict_proba(shifted)
+    # What the model must show, not how much: moving a transaction toward fraud raises its score for
+    # clearly more rows than it lowers it (a sign test; a model without the signal scores p ~ 0.5).
+    # Trees saturate past the training range, so some rows barely move and the size of the rise
+    # is not a property of the model.
+    rises, falls = int((after > before).sum()), int((after < before).sum())
+    assert binomtest(rises, rises + falls, alternative="greater").pvalue < 1e-6, (rises, falls)
+    assert after.mean() > before.mean()
 
 
 def test_most_legit_traffic_is_not_flagged(loaded, legit_rows) -> None:
