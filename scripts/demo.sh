@@ -25,7 +25,7 @@ serve() {  # serve @champion in the background (audit log on); wait until ready
 }
 stop_serving() { [[ -z $SERVER ]] || { kill "$SERVER" 2>/dev/null; wait "$SERVER" 2>/dev/null || true; SERVER=; }; }
 
-[[ -d $FRAUD_PG_DIR ]] && scripts/postgres.sh stop >/dev/null 2>&1 || true
+scripts/postgres.sh destroy >/dev/null 2>&1 || true
 rm -rf "$FRAUD_HOME"
 trap 'stop_serving; scripts/postgres.sh stop >/dev/null 2>&1 || true' EXIT
 

@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # A throwaway PostgreSQL 15 cluster for tests and the demo: loopback only, trust auth, no fsync.
-# Usage: scripts/postgres.sh start|stop|status|dsn
-#   FRAUD_PG_DIR   cluster directory (default: .fraud/postgres); data, socket, log and port live there
+# Usage: scripts/postgres.sh start|stop|status|dsn|destroy
+#   FRAUD_PG_DIR   cluster directory (default: .fraud/postgres); data, socket, log and port live there.
+#                  As root, where the `postgres` user cannot reach it (a checkout under /root, a
+#                  mktemp folder), the cluster lives in /var/tmp/fraud-postgres/<hash of the path>.
 #   FRAUD_PG_PORT  TCP port on 127.0.0.1 for `start` (default: 54329)
 #   FRAUD_PG_BIN   server binaries (default: /usr/lib/postgresql/15/bin)
 # Idempotent: installs Debian's postgresql-15 only when its binaries are missing, initialises the
 # cluster once, and `start`/`stop` do nothing when it already is in that state. `start` and `dsn`
 # print the DSN (database `fraud`, user `fraud`) on stdout; failures exit non-zero with one line.
-# As root the server runs as the `postgres` user, which then owns FRAUD_PG_DIR.
+# As root the server runs as the `postgres` user, which then owns the cluster directory.
 set -euo pipefail
+source "$(dirname "$0")/debian.sh"
 
 DIR="${FRAUD_PG_DIR:-.fraud/postgres}"
 PORT="${FRAUD_PG_PORT:-54329}"
@@ -23,11 +26,23 @@ as_owner() {
 }
 
 install() {
-  [[ -x $PG_BIN/pg_ctl ]] && return
-  [[ $EUID -eq 0 ]] || die "$PG_BIN/pg_ctl not found; install it with: sudo apt-get install postgresql-15"
-  log "installing postgresql-15"
-  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15; } >&2 \
-    || die "apt-get install postgresql-15 failed"
+  [[ -x $PG_BIN/pg_ctl ]] || need_packages postgresql-15 || exit 1
+  id postgres >/dev/null 2>&1 || [[ $EUID -ne 0 ]] || die "user postgres not found (it comes with postgresql-15)"
+}
+
+# locate [quiet] : makes DIR absolute and, as root, one the postgres user can reach and owns.
+locate() {
+  mkdir -p "$DIR"; DIR=$(cd "$DIR" && pwd)
+  if [[ $EUID -eq 0 ]] && id postgres >/dev/null 2>&1; then
+    if ! runuser -u postgres -- test -x "$DIR"; then
+      local requested=$DIR
+      DIR=/var/tmp/fraud-postgres/$(sha256sum <<<"$requested" | cut -c1-12)
+      mkdir -p -m 0755 /var/tmp/fraud-postgres "$DIR"
+      [[ ${1:-} == quiet ]] || log "user postgres cannot reach $requested; the cluster lives in $DIR"
+    fi
+    chown postgres: "$DIR"
+  fi
+  DATA="$DIR/data"
 }
 
 running() { [[ -f $DATA/PG_VERSION ]] && as_owner "$PG_BIN/pg_ctl" -D "$DATA" status >/dev/null 2>&1; }
@@ -39,14 +54,8 @@ dsn() {
 
 start() {
   install
-  mkdir -p "$DIR"
-  DIR="$(cd "$DIR" && pwd)" DATA="$(cd "$DIR" && pwd)/data"
+  locate
   if running; then dsn; return; fi
-  if [[ $EUID -eq 0 ]]; then
-    id postgres >/dev/null 2>&1 || die "user postgres not found (it comes with the postgresql-15 package)"
-    chown postgres: "$DIR"
-    runuser -u postgres -- test -x "$DIR" || die "user postgres cannot reach $DIR; choose a FRAUD_PG_DIR it can"
-  fi
   if [[ ! -f $DATA/PG_VERSION ]]; then
     log "initialising a cluster in $DATA"
     as_owner "$PG_BIN/initdb" -D "$DATA" -U fraud -A trust -E UTF8 --locale=C.UTF-8 --no-sync >/dev/null \
@@ -75,10 +84,13 @@ stop() {
   fi
 }
 
+destroy() { stop; rm -rf "$DIR"; }
+
 case "${1:-}" in
   start) start ;;
-  stop) stop ;;
-  status) if running; then log "running"; else log "not running"; exit 3; fi ;;
-  dsn) dsn ;;
-  *) die "usage: $0 start|stop|status|dsn" ;;
+  stop) locate quiet; stop ;;
+  status) locate quiet; if running; then log "running"; else log "not running"; exit 3; fi ;;
+  dsn) locate quiet; dsn ;;
+  destroy) locate quiet; destroy ;;
+  *) die "usage: $0 start|stop|status|dsn|destroy" ;;
 esac
