@@ -34,6 +34,7 @@ install() {
 locate() {
   mkdir -p "$DIR"; DIR=$(cd "$DIR" && pwd)
   if [[ $EUID -eq 0 ]] && id postgres >/dev/null 2>&1; then
+    chown postgres: "$DIR"
     if ! runuser -u postgres -- test -x "$DIR"; then
       local requested=$DIR
       DIR=/var/tmp/fraud-postgres/$(sha256sum <<<"$requested" | cut -c1-12)
