@@ -42,6 +42,11 @@ class Settings(BaseSettings):
     max_batch_rows: int = Field(default=100_000, gt=0)
     """Largest batch one inference request may carry; larger ones are refused with HTTP 413."""
 
+    grpc_enabled: bool = False
+    """Also serve KServe's v2 gRPC endpoint (port 8081, `--grpc_port`). Off by default: only the
+    HTTP path is tested against the protocol, and only it sets the request log, the rejection metrics,
+    request ids and the model headers; `--enable_grpc` on the command line wins over this."""
+
     api_token: SecretStr | None = None
     """Optional shared token callers must send as `Authorization: Bearer <token>`."""
 

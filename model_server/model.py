@@ -15,7 +15,7 @@ from fraudcore.settings import Settings
 from model_server import codec
 from model_server.audit import AuditLog
 from model_server.batching import MicroBatcher
-from model_server.errors import NotReadyError
+from model_server.errors import NotReadyError, UnknownModelError, brief
 from model_server.metrics import ModelMetrics
 from model_server.trees import SMALL_BATCH_ROWS, verified_ensemble
 
@@ -111,6 +111,21 @@ class FraudModel(Model):
             self._audit.record(request_id, x, scores, decisions, self.version, self.role, latency)
         return scores, decisions
 
+    def check_served(self, name: str, version: str | None = None) -> None:
+        """Refuse (404) a URL naming another model, or a version other than the loaded one.
+
+        While no model is loaded every version is let through, to be answered "not ready" (503).
+        """
+        if name != self.name:
+            raise UnknownModelError(
+                f"model {brief(name)} is not served here; this server serves {self.name!r}"
+            )
+        if version is not None and self.ready and version != self.version:
+            raise UnknownModelError(
+                f"model {self.name!r} has no version {brief(version)} here; this server serves version "
+                f"{self.version!r}"
+            )
+
     def response_headers(self) -> dict[str, str]:
         """Which model answered: lets a client measure the canary split."""
         return {MODEL_VERSION_HEADER: self.version, MODEL_ROLE_HEADER: self.role}
@@ -125,6 +140,7 @@ class FraudModel(Model):
         started = time.perf_counter()
         max_rows = self.settings.max_batch_rows
         if isinstance(payload, InferRequest):
+            codec.check_input_count(len(payload.inputs))
             tensors = []
             for i in payload.inputs:
                 codec.check_spec(i.name, i.datatype, i.shape, max_rows)

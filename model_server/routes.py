@@ -14,22 +14,28 @@ import random
 import re
 import time
 from collections.abc import Awaitable, Callable
+from importlib import metadata
 from typing import Any
 
 import orjson
 from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fraudcore.errors import FraudError
 from fraudcore.schema import N_FEATURES
-from model_server import codec
+from model_server import codec, openapi
 from model_server.errors import (
     BatchTooLargeError,
+    InternalError,
     NotReadyError,
     UnauthorizedError,
-    UnknownModelError,
+    brief,
+    listing,
+    message_of,
     reason_of,
 )
 from model_server.model import FraudModel
@@ -44,23 +50,55 @@ PROTECTED_PREFIXES = ("/v1/models", "/v2/models", "/v2/repository")
 MAX_BYTES_PER_VALUE = 32
 """Room per feature value when bounding the body size (a JSON float32 needs at most ~16)."""
 
-_V2_INFER = re.compile(r"/v2/models/([^/]+)/infer")
+_V2_INFER = re.compile(r"/v2/models/([^/]+)(?:/versions/([^/]+))?/infer")
 _V1_PREDICT = re.compile(r"/v1/models/([^/]+):predict")
 _JSON = [(b"content-type", b"application/json")]
+SERVER_METADATA = {
+    "name": "kserve",
+    "version": metadata.version("kserve"),
+    "extensions": ["binary_tensor_data"],
+}
+"""`GET /v2`: KServe's name and version; the repository extension is not offered (see `Routes.repository`)."""
 
 Headers = list[tuple[bytes, bytes]]
 Scored = tuple[bytes, Headers, int]
 """A scoring endpoint's answer: body, headers and the number of rows scored."""
 Handler = Callable[[bytes, bytes | None, str, float], Awaitable[Scored]]
+Route = tuple[Handler, str, str | None]
+"""A scoring endpoint's handler, the model name in its URL and the version, when the URL names one."""
 
 
 def install(app: FastAPI, model: FraudModel, token: str | None) -> None:
-    """Add the middleware and routes; call before the server starts (KServe adds its routes after)."""
+    """Add the middleware, routes, error handlers and the OpenAPI document; call before the server
+    starts (KServe adds its routes after, so these answer first)."""
     app.add_middleware(ScoringMiddleware, model=model, token=token)
     routes = Routes(model)
-    app.add_route("/v2/models/{model_name}", routes.metadata, methods=["GET"])
-    app.add_route("/v2/models/{model_name}/ready", routes.model_ready, methods=["GET"])
+    for prefix in ("/v2/models/{model_name}", "/v2/models/{model_name}/versions/{model_version}"):
+        app.add_route(prefix, routes.metadata, methods=["GET"])
+        app.add_route(prefix + "/ready", routes.model_ready, methods=["GET"])
+    app.add_route("/v1/models/{model_name}", routes.model_ready, methods=["GET"])
+    app.add_route("/v1/models/{model_name}:explain", routes.explain, methods=["POST"])
     app.add_route("/v2/health/ready", routes.ready, methods=["GET"])
+    app.add_route("/v2", routes.server_metadata, methods=["GET"])
+    app.add_route("/v2/", routes.server_metadata, methods=["GET"])
+    for action in ("load", "unload"):
+        app.add_route(f"/v2/repository/models/{{model_name}}/{action}", routes.repository, methods=["POST"])
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
+    openapi.install(app)
+
+
+async def _http_error(request: Request, error: Exception) -> Response:
+    """FastAPI's own 404/405 (and any HTTPException) as `{"error": …}`, keeping its headers (Allow)."""
+    status = getattr(error, "status_code", 500)
+    detail = f"{getattr(error, 'detail', 'error')}: {request.method} {brief(request.url.path)}"
+    return _json(status, {"error": detail}, getattr(error, "headers", None))
+
+
+async def _invalid_request(_: Request, error: Exception) -> Response:
+    problems = error.errors() if isinstance(error, RequestValidationError) else []
+    listed = listing([f"{'.'.join(map(str, p.get('loc', ())))}: {p.get('msg')}" for p in problems])
+    return _json(422, {"error": f"invalid request: {listed}"})
 
 
 class ScoringMiddleware:
@@ -114,39 +152,54 @@ class ScoringMiddleware:
 
             await self.app(scope, receive, send_with_id)
             return
-        score, name = handler
+        score, name, version = handler
         try:
             if length > self.max_bytes:
-                raise BatchTooLargeError(
-                    f"request body of {length} bytes is over the limit for {self.max_rows} rows per request"
-                )
-            body = await _read_body(receive)
-            if name != self.model.name:
-                raise UnknownModelError(
-                    f"model {name!r} is not served here; this server serves {self.model.name!r}"
-                )
+                raise self._too_large(f"request body of {length} bytes")
+            body = await self._read_body(receive)
+            self.model.check_served(name, version)
             content, headers, rows = await score(body, json_length, rid, started)
         except FraudError as e:
             status, content, headers = self._reject(e, scope, rid, started)
+        except Exception:  # a bug, not the caller's mistake: a fixed answer, the traceback in the log
+            status, content, headers = self._reject(InternalError(), scope, rid, started, failed=True)
         else:
             status = 200
             self._log(scope, status, rid, started, rows=rows)
         await _respond(send, status, content, headers, request_id)
 
-    def _handler(self, method: str, path: str) -> tuple[Handler, str] | None:
+    def _handler(self, method: str, path: str) -> Route | None:
         if method != "POST":
             return None
         if match := _V2_INFER.fullmatch(path):
-            return self._infer_v2, match[1]
+            return self._infer_v2, match[1], match[2]
         if match := _V1_PREDICT.fullmatch(path):
-            return self._predict_v1, match[1]
+            return self._predict_v1, match[1], None
         return None
+
+    async def _read_body(self, receive: Receive) -> bytes:
+        """The whole body, refused (413) as soon as it grows past the limit, chunked or not."""
+        message = await receive()
+        body: bytes = message.get("body", b"")
+        if not message.get("more_body"):
+            return body
+        parts, size = [body], len(body)
+        while message.get("more_body"):
+            message = await receive()
+            parts.append(message.get("body", b""))
+            size += len(parts[-1])
+            if size > self.max_bytes:
+                raise self._too_large(f"request body of more than {self.max_bytes} bytes")
+        return b"".join(parts)
+
+    def _too_large(self, what: str) -> BatchTooLargeError:
+        return BatchTooLargeError(f"{what} is over the limit for {self.max_rows} rows per request")
 
     async def _infer_v2(self, body: bytes, json_length: bytes | None, rid: str, started: float) -> Scored:
         decoded = codec.decode_v2(body, _json_length(json_length), self.max_rows)
         scores, decisions = await self.model.score(decoded.x, rid, started)
         content, binary_length = codec.encode_v2(
-            self.model.name, self.model.version, decoded.id or rid, scores, decisions, decoded.binary_output
+            self.model.name, self.model.version, decoded.id or rid, scores, decisions, decoded.outputs
         )
         headers = [*_JSON, *self._model_headers()]
         if binary_length is not None:
@@ -167,19 +220,32 @@ class ScoringMiddleware:
         return self._headers
 
     def _reject(
-        self, error: FraudError, scope: Scope, rid: str, started: float
+        self, error: FraudError, scope: Scope, rid: str, started: float, failed: bool = False
     ) -> tuple[int, bytes, Headers]:
-        reason = reason_of(error)
+        """The error answer, counted by reason and logged once (with the traceback when `failed`)."""
+        reason, message = reason_of(error), message_of(error)
         self.model.metrics.rejected(reason)
-        self._log(scope, error.status_code, rid, started, rows=0, error=str(error), reason=reason)
-        return error.status_code, orjson.dumps({"error": str(error)}), [*_JSON, *self._model_headers()]
+        level = logging.ERROR if failed else logging.INFO
+        self._log(scope, error.status_code, rid, started, level, failed, rows=0, error=message, reason=reason)
+        return error.status_code, orjson.dumps({"error": message}), [*_JSON, *self._model_headers()]
 
-    def _log(self, scope: Scope, status: int, rid: str, started: float, **fields: Any) -> None:
-        logger.info(
+    def _log(
+        self,
+        scope: Scope,
+        status: int,
+        rid: str,
+        started: float,
+        level: int = logging.INFO,
+        exc_info: bool = False,
+        **fields: Any,
+    ) -> None:
+        logger.log(
+            level,
             "%s %s %d",
             scope["method"],
             scope["path"],
             status,
+            exc_info=exc_info,
             extra={
                 "request_id": rid,
                 "status": status,
@@ -189,18 +255,6 @@ class ScoringMiddleware:
                 **fields,
             },
         )
-
-
-async def _read_body(receive: Receive) -> bytes:
-    message = await receive()
-    body = message.get("body", b"")
-    if not message.get("more_body"):
-        return body
-    parts = [body]
-    while message.get("more_body"):
-        message = await receive()
-        parts.append(message.get("body", b""))
-    return b"".join(parts)
 
 
 async def _respond(send: Send, status: int, body: bytes, headers: Headers, request_id: bytes) -> None:
@@ -228,21 +282,40 @@ class Routes:
         self.model = model
 
     async def metadata(self, request: Request) -> Response:
-        name = request.path_params["model_name"]
+        """`/v2/models/{name}[/versions/{version}]`: 404 for another model or version."""
         try:
-            if name != self.model.name:
-                raise UnknownModelError(
-                    f"model {name!r} is not served here; this server serves {self.model.name!r}"
-                )
+            self.model.check_served(
+                request.path_params["model_name"], request.path_params.get("model_version")
+            )
             return _json(200, self.model.metadata(), self.model.response_headers())
         except FraudError as e:
-            return _json(e.status_code, {"error": str(e)})
+            return _json(e.status_code, {"error": message_of(e)})
 
     async def model_ready(self, request: Request) -> Response:
-        name = request.path_params["model_name"]
-        if name != self.model.name:
-            return _json(404, {"error": f"model {name!r} is not served here"})
+        """`/v2/models/{name}[/versions/{version}]/ready`: 404 for another model or version."""
+        try:
+            self.model.check_served(
+                request.path_params["model_name"], request.path_params.get("model_version")
+            )
+        except FraudError as e:
+            return _json(e.status_code, {"error": message_of(e)})
         return await self.ready(request)
+
+    async def explain(self, request: Request) -> Response:
+        """No explainer runs beside this predictor: 501, without KServe's traceback per call."""
+        try:
+            self.model.check_served(request.path_params["model_name"])
+        except FraudError as e:
+            return _json(e.status_code, {"error": message_of(e)})
+        return _json(501, {"error": "this predictor has no explainer"})
+
+    async def repository(self, request: Request) -> Response:
+        """One model per server, fixed at start-up: the repository extension's load/unload are refused."""
+        refused = "this predictor serves the one model FRAUD_MODEL_URI names; it loads and unloads none"
+        return _json(403, {"error": refused})
+
+    async def server_metadata(self, _: Request) -> Response:
+        return _json(200, SERVER_METADATA)
 
     async def ready(self, request: Request) -> Response:
         """Readiness probes call this often: a not-ready answer is a 503 without a log line."""

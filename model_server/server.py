@@ -5,6 +5,7 @@ import gc
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import kserve
 from kserve import model_server
@@ -21,9 +22,12 @@ class ServerOptions:
     """KServe's server flags this predictor uses (`python -m model_server --help` lists them)."""
 
     model_name: str = "fraud-detector"
+    host: str = "0.0.0.0"
+    """Address the HTTP server listens on: all interfaces in a pod; `fraud serve` defaults to loopback."""
     http_port: int = 8080
     grpc_port: int = 8081
-    enable_grpc: bool = True
+    enable_grpc: bool | None = None
+    """`--enable_grpc`; unset: `FRAUD_GRPC_ENABLED` decides (off by default)."""
     workers: int = 1
     max_asyncio_workers: int | None = None
     event_loop: str = "auto"
@@ -39,9 +43,15 @@ def parse_args(argv: Sequence[str] | None = None) -> ServerOptions:
         "FRAUD_MODEL_ROLE, the registry from MLFLOW_TRACKING_URI.",
         parents=[model_server.parser],
     )
+    parser.add_argument(
+        "--host", default=ServerOptions.host, help="Address to listen on (default: %(default)s)."
+    )
+    # Without the flag the setting decides, so the default lives in one place (fraudcore.settings).
+    parser.set_defaults(enable_grpc=None)
     args = parser.parse_args(argv)
     return ServerOptions(
         model_name=args.model_name,
+        host=args.host,
         http_port=args.http_port,
         grpc_port=args.grpc_port,
         enable_grpc=args.enable_grpc,
@@ -67,11 +77,13 @@ def serve(settings: Settings, options: ServerOptions) -> None:
     model = FraudModel(options.model_name, settings)
     if not model.load() and settings.fail_fast:
         raise SystemExit(1)
-    server = kserve.ModelServer(
+    enable_grpc = settings.grpc_enabled if options.enable_grpc is None else options.enable_grpc
+    server = _ModelServer(
+        options.host,
         http_port=options.http_port,
         grpc_port=options.grpc_port,
         workers=1,
-        enable_grpc=options.enable_grpc,
+        enable_grpc=enable_grpc,
         enable_latency_logging=False,
         max_asyncio_workers=options.max_asyncio_workers,
         event_loop=options.event_loop,
@@ -85,3 +97,17 @@ def serve(settings: Settings, options: ServerOptions) -> None:
     # passes, which would otherwise walk it during requests.
     gc.freeze()
     server.start([])
+
+
+class _ModelServer(kserve.ModelServer):
+    """KServe's server on a chosen address (KServe's REST server always binds 0.0.0.0)."""
+
+    def __init__(self, host: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.host = host
+
+    def setup_event_loop(self) -> None:
+        # Called by start() after it created the REST server and before that server binds.
+        if self._rest_server is not None:
+            self._rest_server.config.host = self.host
+        super().setup_event_loop()

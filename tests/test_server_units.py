@@ -32,7 +32,7 @@ def v2(inputs: list[dict[str, object]], **extra: object) -> bytes:
 def test_decode_matrix_columns_and_binary() -> None:
     tensor = {"name": "f", "shape": [2, 30], "datatype": "FP64", "data": X.ravel().tolist()}
     matrix = codec.decode_v2(v2([tensor], id="r1"), None, 10)
-    assert matrix.x.dtype == np.float32 and matrix.id == "r1" and not matrix.binary_output
+    assert matrix.x.dtype == np.float32 and matrix.id == "r1" and matrix.outputs == codec.ALL_JSON
     np.testing.assert_array_equal(matrix.x, X)
     columns = [
         {"name": f, "shape": [2], "datatype": "FP32", "data": X[:, i].tolist()}
@@ -43,7 +43,7 @@ def test_decode_matrix_columns_and_binary() -> None:
     header = v2([spec], outputs=[{"name": "is_fraud", "parameters": {"binary_data": True}}])
     binary = codec.decode_v2(header + X.tobytes(), len(header), 10)
     np.testing.assert_array_equal(binary.x, X)
-    assert binary.binary_output
+    assert binary.outputs == (("is_fraud", True),)
 
 
 @pytest.mark.parametrize(
@@ -51,9 +51,9 @@ def test_decode_matrix_columns_and_binary() -> None:
     [
         ([{"name": "Time", "shape": [1], "datatype": "FP32", "data": [1.0]}], "missing feature(s): V1, V2"),
         ([{"name": "f", "shape": [1, 30], "datatype": "FP32"}], "needs its values in 'data'"),
-        ([{"name": "f", "shape": "1x30", "datatype": "FP32", "data": []}], "expected a list of sizes"),
+        ([{"name": "f", "shape": "1x30", "datatype": "FP32", "data": []}], "expected [N] or [N, 30]"),
         (["features"], "must be an object with a 'name'"),
-        ([{"name": "f", "shape": [1, 2, 15], "datatype": "FP32", "data": [0.0] * 30}], "expected [N, 30]"),
+        ([{"name": "f", "shape": [1, 2, 15], "datatype": "FP32", "data": [0.0] * 30}], "shape [1, 2, 15]"),
         (
             [{"name": f, "shape": [1], "datatype": "FP32", "data": [0.0]} for f in (*FEATURES, "V1")],
             "more than once",
@@ -85,11 +85,11 @@ def test_decode_limits_and_json() -> None:
 
 def test_encode_json_and_binary() -> None:
     scores, decisions = np.array([0.25, 0.75], np.float32), np.array([False, True])
-    body, length = codec.encode_v2("m", "3", "r", scores, decisions, binary=False)
+    body, length = codec.encode_v2("m", "3", "r", scores, decisions, codec.ALL_JSON)
     doc = json.loads(body)
     assert length is None and doc["model_version"] == "3" and doc["id"] == "r"
     assert doc["outputs"][0]["data"] == [0.25, 0.75] and doc["outputs"][1]["data"] == [False, True]
-    body, length = codec.encode_v2("m", "3", "r", scores, decisions, binary=True)
+    body, length = codec.encode_v2("m", "3", "r", scores, decisions, codec.ALL_BINARY)
     assert length is not None
     sizes = [o["parameters"]["binary_data_size"] for o in json.loads(body[:length])["outputs"]]
     assert sizes == [8, 2]

@@ -17,6 +17,9 @@ def serve(
         help="models:/<name>/<version>, models:/<name>@<alias> or a bundle path (default: FRAUD_MODEL_URI).",
     ),
     port: int = typer.Option(8080, "--port", "-p", help="HTTP port (v2 and v1 REST, /metrics)."),
+    host: str = typer.Option(
+        "127.0.0.1", "--host", help="Address to listen on; 0.0.0.0 for all interfaces (as pods do)."
+    ),
     role: Role | None = typer.Option(None, "--role", help="Role reported in headers and metrics."),
     name: str | None = typer.Option(
         None, "--name", help="Model name in the URLs (default: the registered model's name)."
@@ -31,4 +34,4 @@ def serve(
         raise typer.BadParameter(f"the predictor needs the server extra (uv sync --extra server): {e}") from e
     updates = {"model_uri": model_uri, "model_role": role}
     served = config.model_copy(update={k: v for k, v in updates.items() if v is not None})
-    run(served, ServerOptions(model_name=name or config.registered_model, http_port=port, enable_grpc=False))
+    run(served, ServerOptions(model_name=name or config.registered_model, host=host, http_port=port))

@@ -1,0 +1,307 @@
+"""The predictor's OpenAPI document (`/openapi.json`) and Swagger UI (`/docs`).
+
+FastAPI describes only the KServe routes it routes itself. The scoring endpoints are an ASGI
+middleware and metadata, readiness and a few KServe routes are replaced (routes.py), so those are
+described here, from the same constants the codec checks against: the document says what the server
+answers, including the `{"error": …}` body of every 4xx and 5xx.
+"""
+
+import re
+from importlib import metadata
+from typing import Any
+
+import orjson
+from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.openapi.utils import get_openapi
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+
+from fraudcore.schema import FEATURES, N_FEATURES
+from model_server import codec
+
+TITLE = "fraud-detection predictor"
+KEPT_FROM_KSERVE = ("/", "/metrics", "/v1/models", "/v2/models", "/v2/health/live")
+"""KServe routes answered by KServe itself; every other path in the document is described here."""
+
+_REF = re.compile(r'"#/components/schemas/([^"]+)"')
+_NAME = {"name": "model_name", "in": "path", "required": True, "schema": {"type": "string"}}
+_VERSION = {
+    "name": "model_version",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+    "description": "The loaded version (the one metadata lists); any other is 404.",
+}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _body(schema: dict[str, Any], description: str, **extra: Any) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}, **extra}
+
+
+ERRORS = {
+    400: "Malformed request: the message names the problem",
+    401: "Missing or wrong bearer token (only when FRAUD_API_TOKEN is set)",
+    403: "Not allowed on this server",
+    404: "No such model, or no such version of it",
+    413: "More rows (or body bytes) than FRAUD_MAX_BATCH_ROWS allows",
+    500: 'Unexpected server error: always `{"error": "internal error"}`',
+    501: "Not implemented by this predictor",
+    503: "The model is not loaded (yet, or it failed to load)",
+}
+_SCORED_HEADERS = {
+    "x-model-version": {
+        "description": "Registry version that scored the request",
+        "schema": {"type": "string"},
+    },
+    "x-model-role": {"description": "champion or challenger", "schema": {"type": "string"}},
+}
+
+
+def _responses(ok: dict[str, Any] | None, *errors: int) -> dict[str, Any]:
+    answers = {str(code): _body(_ref("Error"), ERRORS[code]) for code in errors}
+    return {"200": ok, **answers} if ok else answers
+
+
+def _operation(method: str, summary: str, ok: dict[str, Any] | None, *errors: int, **extra: Any) -> dict:
+    tag = "v1" if "v1" in summary else "v2"
+    return {method: {"summary": summary, "tags": [tag], "responses": _responses(ok, *errors), **extra}}
+
+
+def _infer() -> dict[str, Any]:
+    ok = _body(_ref("InferenceResponse"), "Scores and decisions", headers=_SCORED_HEADERS)
+    body = {"required": True, "content": {"application/json": {"schema": _ref("InferenceRequest")}}}
+    return _operation("post", "Inference (v2)", ok, 400, 401, 404, 413, 500, 503, requestBody=body)
+
+
+def _paths() -> dict[str, Any]:
+    """Every path the predictor answers itself, with its parameters."""
+    model = "/v2/models/{model_name}"
+    version = model + "/versions/{model_version}"
+    metadata_ok = _body(_ref("ModelMetadataResponse"), "Model metadata")
+    ready_ok = _body(_ref("ReadyResponse"), "Ready")
+    v1_body = {"required": True, "content": {"application/json": {"schema": _ref("V1Request")}}}
+    v1_ok = _body(_ref("V1Response"), "Scores and decisions", headers=_SCORED_HEADERS)
+    server_ok = _body(_ref("ServerMetadataResponse"), "Server metadata")
+    paths: dict[str, Any] = {
+        "/v2": _operation("get", "Server metadata (v2)", server_ok),
+        "/v2/": _operation("get", "Server metadata (v2)", server_ok),
+        "/v2/health/ready": _operation("get", "Server ready (v2)", ready_ok, 503),
+        model: _operation("get", "Model metadata (v2)", metadata_ok, 401, 404, 503),
+        version: _operation("get", "Model version metadata (v2)", metadata_ok, 401, 404, 503),
+        model + "/ready": _operation("get", "Model ready (v2)", ready_ok, 401, 404, 503),
+        version + "/ready": _operation("get", "Model version ready (v2)", ready_ok, 401, 404, 503),
+        model + "/infer": _infer(),
+        version + "/infer": _infer(),
+        "/v1/models/{model_name}": _operation("get", "Model ready (v1)", ready_ok, 401, 404, 503),
+        "/v1/models/{model_name}:predict": _operation(
+            "post", "Predict (v1)", v1_ok, 400, 401, 404, 413, 500, 503, requestBody=v1_body
+        ),
+        "/v1/models/{model_name}:explain": _operation(
+            "post", "Explain (v1): no explainer", None, 401, 404, 501
+        ),
+        "/v2/repository/models/{model_name}/load": _operation("post", "Load (v2 repository)", None, 401, 403),
+        "/v2/repository/models/{model_name}/unload": _operation(
+            "post", "Unload (v2 repository)", None, 401, 403
+        ),
+    }
+    for path, item in paths.items():
+        params = [_NAME, _VERSION] if "{model_version}" in path else [_NAME] if "{model_name}" in path else []
+        if params:
+            item["parameters"] = params
+    return paths
+
+
+def _tensor_schemas() -> dict[str, Any]:
+    """The v2 request and response bodies, as codec.py reads and writes them."""
+    parameters = {
+        "type": ["object", "null"],
+        "additionalProperties": {"type": ["string", "number", "boolean"]},
+        "description": "Name/value pairs. `binary_data_output` (request), `binary_data` (output) and "
+        "`binary_data_size` (input) are the binary tensor extension's.",
+    }
+    numbers = {
+        "type": "array",
+        "items": {"anyOf": [{"type": "number"}, {"type": "array", "items": {"type": "number"}}]},
+    }
+    request_input = {
+        "type": "object",
+        "required": ["name", "shape", "datatype"],
+        "description": f"One [N, {N_FEATURES}] tensor (features in schema order) or one [N] tensor per "
+        f"feature, named by feature ({', '.join(FEATURES)}).",
+        "properties": {
+            "name": {"type": "string"},
+            "shape": {
+                "type": "array",
+                "items": {"type": "integer", "minimum": 0},
+                "minItems": 1,
+                "maxItems": 2,
+            },
+            "datatype": {"type": "string", "enum": list(codec.INPUT_DTYPES)},
+            "parameters": parameters,
+            "data": numbers,
+        },
+    }
+    request_output = {
+        "type": "object",
+        "required": ["name"],
+        "properties": {"name": {"type": "string", "enum": list(codec.OUTPUTS)}, "parameters": parameters},
+    }
+    response_output = {
+        "type": "object",
+        "required": ["name", "shape", "datatype"],
+        "properties": {
+            "name": {"type": "string", "enum": list(codec.OUTPUTS)},
+            "shape": {"type": "array", "items": {"type": "integer"}},
+            "datatype": {"type": "string", "enum": ["FP32", "BOOL"]},
+            "parameters": parameters,
+            "data": {"type": "array", "items": {"type": ["number", "boolean"]}},
+        },
+    }
+    return {
+        "InferenceRequest": {
+            "type": "object",
+            "required": ["inputs"],
+            "properties": {
+                "id": {"type": ["string", "null"], "description": "Echoed in the response"},
+                "parameters": parameters,
+                "inputs": {
+                    "type": "array",
+                    "items": request_input,
+                    "minItems": 1,
+                    "maxItems": codec.MAX_INPUTS,
+                },
+                "outputs": {
+                    "type": ["array", "null"],
+                    "items": request_output,
+                    "maxItems": len(codec.OUTPUTS),
+                    "description": "Outputs to return, each at most once; absent or empty: all",
+                },
+            },
+        },
+        "InferenceResponse": {
+            "type": "object",
+            "required": ["model_name", "model_version", "id", "outputs"],
+            "properties": {
+                "model_name": {"type": "string"},
+                "model_version": {"type": "string"},
+                "id": {"type": "string", "description": "The request's id, else its x-request-id"},
+                "outputs": {"type": "array", "items": response_output},
+            },
+        },
+    }
+
+
+def _other_schemas() -> dict[str, Any]:
+    tensor = {
+        "type": "object",
+        "required": ["name", "datatype", "shape"],
+        "properties": {
+            "name": {"type": "string"},
+            "datatype": {"type": "string"},
+            "shape": {"type": "array", "items": {"type": "integer"}},
+        },
+    }
+    instance = {
+        "anyOf": [
+            {
+                "type": "object",
+                "required": list(FEATURES),
+                "properties": {feature: {"type": "number"} for feature in FEATURES},
+            },
+            {"type": "array", "items": {"type": "number"}, "minItems": N_FEATURES, "maxItems": N_FEATURES},
+        ]
+    }
+    prediction = {
+        "type": "object",
+        "required": [codec.PROBABILITY, codec.DECISION],
+        "properties": {codec.PROBABILITY: {"type": "number"}, codec.DECISION: {"type": "boolean"}},
+    }
+    strings = {"type": "array", "items": {"type": "string"}}
+    return {
+        "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
+        "ReadyResponse": {
+            "type": "object",
+            "required": ["name", "ready"],
+            "properties": {
+                "name": {"type": "string"},
+                "ready": {"type": "boolean"},
+                "error": {"type": "string"},
+            },
+        },
+        "ServerMetadataResponse": {
+            "type": "object",
+            "required": ["name", "version", "extensions"],
+            "properties": {"name": {"type": "string"}, "version": {"type": "string"}, "extensions": strings},
+        },
+        "ModelMetadataResponse": {
+            "type": "object",
+            "required": ["name", "versions", "platform", "inputs", "outputs"],
+            "properties": {
+                "name": {"type": "string"},
+                "versions": strings,
+                "platform": {"type": "string"},
+                "inputs": {"type": "array", "items": tensor},
+                "outputs": {"type": "array", "items": tensor},
+                "parameters": {"type": "object", "description": "Version, role, threshold, holdout metrics"},
+            },
+        },
+        "V1Request": {
+            "type": "object",
+            "required": ["instances"],
+            "properties": {"instances": {"type": "array", "items": instance, "minItems": 1}},
+        },
+        "V1Response": {
+            "type": "object",
+            "required": ["predictions", "model_version"],
+            "properties": {
+                "predictions": {"type": "array", "items": prediction},
+                "model_version": {"type": "string"},
+            },
+        },
+    }
+
+
+def document(app: FastAPI) -> dict[str, Any]:
+    """KServe's routes that are KServe's own, as FastAPI describes them, plus everything above."""
+    generated = get_openapi(title=TITLE, version=metadata.version("kserve"), routes=app.routes)
+    kept = {path: item for path, item in generated["paths"].items() if path in KEPT_FROM_KSERVE}
+    kept["/metrics"]["get"]["responses"]["200"]["content"] = {"text/plain": {"schema": {"type": "string"}}}
+    used = set(_REF.findall(orjson.dumps(kept).decode()))
+    generated_schemas = generated.get("components", {}).get("schemas", {})
+    schemas = {name: generated_schemas[name] for name in used}
+    return {
+        "openapi": generated["openapi"],
+        "info": {
+            "title": TITLE,
+            "version": metadata.version("kserve"),
+            "description": "Open Inference Protocol (v2) and KServe v1 REST. Every error is "
+            '`{"error": "…"}`. With FRAUD_API_TOKEN set, /v1/models and /v2/models paths need '
+            "`Authorization: Bearer <token>`.",
+        },
+        "paths": {**kept, **_paths()},
+        "components": {"schemas": {**schemas, **_tensor_schemas(), **_other_schemas()}},
+    }
+
+
+def install(app: FastAPI) -> None:
+    """Serve this document at the app's `openapi_url`, and Swagger UI at `/docs`."""
+    cached: dict[str, Any] = {}
+
+    def openapi() -> dict[str, Any]:
+        if not cached:  # first asked after KServe has added its routes
+            cached.update(document(app))
+        return cached
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    openapi_url = app.openapi_url or "/openapi.json"
+
+    async def docs(_: Request) -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url=openapi_url, title=f"{TITLE} - Swagger UI")
+
+    if app.docs_url is None:  # KServe adds its own only with --enable_docs_url
+        app.add_route("/docs", docs, methods=["GET"], include_in_schema=False)
