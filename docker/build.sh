@@ -7,6 +7,8 @@
 #   BASE_IMAGE         Python 3.11 base (default python:3.11-slim-bookworm); set BASE_IMAGE=local
 #                      to build one from Debian packages with debootstrap (no registry needed).
 #   IMAGE              when set (as by Skaffold's custom builder), the full name of the one image built.
+#   DEV_SYNC           true: /app belongs to the server's user (10001), so `skaffold dev` can sync
+#                      sources into a running container (the kind profile sets it); default false.
 # The build context is the repository's tracked files only (git ls-files), never .venv or caches.
 set -euo pipefail
 
@@ -17,25 +19,34 @@ BASE_IMAGE=${BASE_IMAGE:-python:3.11-slim-bookworm}
 LOCAL_BASE=${PREFIX}/python-base:3.11-bookworm
 
 die() { echo "docker/build.sh: $*" >&2; exit 1; }
+source "$ROOT/scripts/debian.sh"
 command -v docker >/dev/null || die "docker not found"
 docker info >/dev/null 2>&1 || die "no docker engine answers (start dockerd first)"
 
 # A Debian bookworm root filesystem with CPython 3.11 (Debian's python3), imported as an image.
 build_base() {
-  command -v debootstrap >/dev/null || die "debootstrap not found (apt-get install debootstrap)"
-  local mirror rootfs
-  mirror=$(grep -hsE '^(URIs:|deb )' /etc/apt/sources.list /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list \
-    | grep -m1 -E 'debian/?$|debian ' | sed -E 's/^URIs: //; s/^deb (\[[^]]*\] )?//; s/ .*//' || true)
-  mirror=${mirror:-http://deb.debian.org/debian}
-  rootfs=$(mktemp -d)
+  need_packages debootstrap || exit 1
+  local rootfs; rootfs=$(mktemp -d)
   trap 'rm -rf "$rootfs"' RETURN
-  echo "[build] base image $LOCAL_BASE from $mirror" >&2
+  echo "[build] base image $LOCAL_BASE (debootstrap bookworm)" >&2
+  # shellcheck disable=SC2046
   debootstrap --variant=minbase --include=python3,python3-venv,python-is-python3,ca-certificates \
-    bookworm "$rootfs" "$mirror" >&2 || die "debootstrap failed"
+    bookworm "$rootfs" $(debian_mirror) >&2 || die "debootstrap failed"
   rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
   tar -C "$rootfs" -c . | docker import \
     --change 'ENV LANG=C.UTF-8 PATH=/usr/local/bin:/usr/bin:/bin' --change 'CMD ["python3"]' \
     - "$LOCAL_BASE" >/dev/null || die "docker import failed"
+}
+
+# build_context : the tracked files as a tar stream, plus build-ca.pem, the certificate authorities
+# this host trusts (a TLS-inspecting proxy's too). Only the Dockerfiles' build stage reads it, for
+# pip; the final images keep their own Debian bundle.
+build_context() {
+  local ctx; ctx=$(mktemp -d)
+  (cd "$ROOT" && git ls-files -z --cached --others --exclude-standard | tar --null -T - -cf "$ctx/context.tar")
+  cp /etc/ssl/certs/ca-certificates.crt "$ctx/build-ca.pem" 2>/dev/null || : >"$ctx/build-ca.pem"
+  tar -C "$ctx" -rf "$ctx/context.tar" build-ca.pem
+  cat "$ctx/context.tar"; rm -rf "$ctx"
 }
 
 build_image() {
@@ -46,9 +57,9 @@ build_image() {
   fi
   echo "[build] $image (base $base)" >&2
   local previous; previous=$(docker image inspect -f '{{.Id}}' "$image" 2>/dev/null || true)
-  (cd "$ROOT" && git ls-files -z --cached --others --exclude-standard | tar --null -T - -c) \
-    | docker build -f "docker/$name.Dockerfile" --build-arg "BASE_IMAGE=$base" -t "$image" - \
-    || die "building $image failed"
+  local owner=0:0; [[ ${DEV_SYNC:-false} == true ]] && owner=10001:10001
+  build_context | docker build -f "docker/$name.Dockerfile" --build-arg "BASE_IMAGE=$base" \
+    --build-arg "APP_OWNER=$owner" -t "$image" - || die "building $image failed"
   # A rebuild under the same tag leaves the old image behind untagged (gigabytes per build).
   if [[ -n $previous && $previous != $(docker image inspect -f '{{.Id}}' "$image") ]]; then
     docker image rm "$previous" >/dev/null 2>&1 || true  # still used by a container or tag: keep it

@@ -5,8 +5,12 @@ ARG UV_VERSION=0.13.8
 
 FROM ${BASE_IMAGE} AS build
 ARG UV_VERSION
-ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-RUN python -m venv /opt/uv && /opt/uv/bin/pip install "uv==${UV_VERSION}"
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_CERT=/etc/build-ca.pem
+# The build host's certificate authorities (docker/build.sh adds them to the context), for pip in
+# this stage only: the final stage starts again from the base and never sees them.
+COPY build-ca.pem /etc/build-ca.pem
+RUN [ -s /etc/build-ca.pem ] || cp /etc/ssl/certs/ca-certificates.crt /etc/build-ca.pem \
+ && python -m venv /opt/uv && /opt/uv/bin/pip install "uv==${UV_VERSION}"
 WORKDIR /src
 COPY pyproject.toml uv.lock ./
 RUN /opt/uv/bin/uv export --frozen --no-dev --extra jobs --no-emit-project -o requirements.txt \
@@ -28,7 +32,10 @@ LABEL org.opencontainers.image.title="fraud-detection jobs" \
       org.opencontainers.image.description="Training, drift, retraining, canary tooling and MLflow server" \
       org.opencontainers.image.licenses="Apache-2.0"
 COPY --from=build /opt/venv /opt/venv
-COPY --from=build /app /app
+# APP_OWNER: root (code read-only for the server); docker/build.sh gives it to the server's user
+# for `skaffold dev`, whose file sync writes into /app.
+ARG APP_OWNER=0:0
+COPY --from=build --chown=${APP_OWNER} /app /app
 ENV PATH=/opt/venv/bin:$PATH PYTHONPATH=/app PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 HOME=/tmp
 WORKDIR /tmp
 USER 10001:10001

@@ -19,7 +19,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 CACHE="${FRAUD_CACHE_DIR:-$HOME/.cache/fraud-detection}"
 BIN="$CACHE/bin"
 export GOMODCACHE="$CACHE/go/mod" GOCACHE="$CACHE/go/build" GOFLAGS="-mod=mod -buildvcs=false"
-export CGO_ENABLED=0 GOPROXY="${GOPROXY:-https://proxy.golang.org,direct}"
+export CGO_ENABLED=0
 [[ -d /usr/local/go/bin ]] && PATH="$PATH:/usr/local/go/bin"
 
 step=""

@@ -41,7 +41,7 @@ build_kubernetes() {
 build_pause() {
   local dest="$KCACHE/tools/pause-$KUBERNETES_VERSION" dir
   if [[ -f $dest/.done ]]; then log "pause: cached"; return; fi
-  command -v gcc >/dev/null || die "gcc not found (apt-get install gcc libc6-dev)"
+  need_packages gcc libc6-dev || exit 1
   dir=$(moddir "k8s.io/kubernetes@$KUBERNETES_VERSION") || die "go mod download k8s.io/kubernetes"
   mkdir -p "$dest"
   gcc -Os -Wall -Werror -static -DVERSION="$PAUSE_TAG" -o "$dest/pause" "$dir/build/pause/linux/pause.c" \

@@ -16,42 +16,15 @@ docker info >/dev/null 2>&1 || die "no docker engine answers (scripts/kind/docke
 FORCE=${FORCE:-0}
 skip() { [[ $FORCE != 1 ]] && have_image "$1" && { log "$1: present"; return 0; }; return 1; }
 
-mirror() {
-  local m
-  m=$(grep -hsE '^(URIs:|deb )' /etc/apt/sources.list /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list \
-    | grep -m1 -E 'debian/?$|debian ' | sed -E 's/^URIs: //; s/^deb (\[[^]]*\] )?//; s/ .*//' || true)
-  echo "${m:-http://deb.debian.org/debian}"
-}
-
-# trust_host_cas ROOTFS : certificate authorities this host trusts beyond Debian's bundle (e.g. a
-# TLS-inspecting proxy's) are added to the image, so pip inside `docker build` reaches PyPI.
-trust_host_cas() {
-  local rootfs=$1 host=/etc/ssl/certs/ca-certificates.crt i=0 line
-  [[ -f $host && -f $rootfs/etc/ssl/certs/ca-certificates.crt ]] || return 0
-  pem_lines() { awk '/BEGIN CERT/{c=""} {c=c $0} /END CERT/{print c}' "$1" | sort -u; }
-  while read -r line; do
-    [[ -n $line ]] || continue
-    i=$((i + 1))
-    line=${line#-----BEGIN CERTIFICATE-----}; line=${line%-----END CERTIFICATE-----}
-    { echo "-----BEGIN CERTIFICATE-----"; fold -w64 <<<"$line"; echo "-----END CERTIFICATE-----"; } \
-      >"$rootfs/usr/local/share/ca-certificates/host-extra-$i.crt"
-  done < <(comm -23 <(pem_lines "$host") <(pem_lines "$rootfs/etc/ssl/certs/ca-certificates.crt"))
-  if [[ $i -gt 0 ]]; then
-    chroot "$rootfs" update-ca-certificates >/dev/null 2>&1 || die "update-ca-certificates in the image failed"
-    log "added $i certificate authorities this host trusts"
-  fi
-}
-
 # debootstrap_import TAG INCLUDE_LIST [--change ...] : a bookworm minbase rootfs as an image.
 debootstrap_import() {
   local tag=$1 include=$2; shift 2
-  command -v debootstrap >/dev/null || die "debootstrap not found (apt-get install debootstrap)"
+  need_packages debootstrap || exit 1
   local rootfs t0=$SECONDS; rootfs=$(mktemp -d)
   log "$tag: debootstrap bookworm ($include)"
-  $NICE debootstrap --variant=minbase --include="$include" bookworm "$rootfs" "$(mirror)" \
+  $NICE debootstrap --variant=minbase --include="$include" bookworm "$rootfs" $(debian_mirror) \
     >"$KCACHE/debootstrap-${tag//[\/:]/_}.log" 2>&1 || { rm -rf "$rootfs"; die "debootstrap for $tag failed (log in $KCACHE)"; }
   rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
-  trust_host_cas "$rootfs"
   tar -C "$rootfs" -c . | docker import "$@" - "$tag" >/dev/null || { rm -rf "$rootfs"; die "docker import $tag failed"; }
   rm -rf "$rootfs"; log "$tag: imported in $((SECONDS - t0)) s"
 }
@@ -296,11 +269,6 @@ ENTRYPOINT ["/usr/local/bin/envoy"]' "$envoy/envoy/_bin/envoy"
 # The project's two images, on the Debian-built Python base (docker/build.sh BASE_IMAGE=local).
 APP_TAG=${APP_TAG:-e2e}
 build_app() {
-  # docker/build.sh makes this base itself when missing; made here with the same recipe so the
-  # mirror comes from this script's detection.
-  skip fraud-detection/python-base:3.11-bookworm || debootstrap_import fraud-detection/python-base:3.11-bookworm \
-    python3,python3-venv,python-is-python3,ca-certificates \
-    --change 'ENV LANG=C.UTF-8 PATH=/usr/local/bin:/usr/bin:/bin' --change 'CMD ["python3"]'
   IMAGE_TAG=$APP_TAG BASE_IMAGE=local "$ROOT/docker/build.sh" all >/dev/null || die "docker/build.sh failed"
 }
 

@@ -4,7 +4,7 @@
 # (some VMs and sandboxes), Docker 20.10 cannot start --privileged containers ("unable to apply
 # caps: operation not permitted"), so the engine gets an OCI runtime wrapper as its default runtime
 # that drops that one capability from container and exec specs before calling runc.
-# Usage: scripts/kind/dockerd.sh   (needs root, docker.io and iptables installed)
+# Usage: scripts/kind/dockerd.sh   (needs root; installs docker.io, iptables and jq when missing)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -18,8 +18,7 @@ needs_wrapper() {
 }
 
 write_wrapper() {
-  command -v jq >/dev/null || die "jq not found (apt-get install jq): needed for the runc wrapper"
-  local runc; runc=$(command -v runc) || die "runc not found (apt-get install runc)"
+  local runc; runc=$(command -v runc) || die "runc not found (it comes with docker.io)"
   cat >"$STATE/runc-nosysresource" <<WRAP
 #!/bin/sh
 # OCI runtime wrapper: removes CAP_SYS_RESOURCE (absent from this host's bounding set) from the
@@ -46,7 +45,7 @@ if docker info >/dev/null 2>&1; then
   log "docker engine answers"; exit 0
 fi
 [[ $(id -u) == 0 ]] || die "no docker engine answers and starting one needs root"
-command -v dockerd >/dev/null || die "dockerd not found (apt-get install docker.io iptables)"
+need_packages docker.io iptables jq || exit 1
 
 cfg="$STATE/daemon.json"
 if needs_wrapper; then

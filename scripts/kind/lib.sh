@@ -23,13 +23,14 @@ NODE_IMAGE=fraud-detection/kind-node:${KUBERNETES_VERSION}
 BASE_IMAGE_LOCAL=fraud-detection/debian:bookworm
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+source "$ROOT/scripts/debian.sh"
 CACHE="${FRAUD_CACHE_DIR:-$HOME/.cache/fraud-detection}"
 KCACHE="$CACHE/kind"
 KBIN="$KCACHE/bin"                       # symlinks to the versioned binaries
 KUBECONFIG_FILE="$KCACHE/kubeconfig-$CLUSTER_NAME"
 STAMP="$KCACHE/e2e-passed"               # written only by a complete, successful `make e2e`
 export GOMODCACHE="$CACHE/go/mod" GOCACHE="$CACHE/go/build" GOFLAGS="-mod=mod -buildvcs=false"
-export GOTOOLCHAIN=local GOPROXY="${GOPROXY:-https://proxy.golang.org,direct}"
+export GOTOOLCHAIN=local
 [[ -d /usr/local/go/bin ]] && PATH="$PATH:/usr/local/go/bin"
 PATH="$KBIN:$CACHE/bin:$PATH"
 mkdir -p "$KBIN"

@@ -103,10 +103,24 @@ def _values(app_tag: str, postgres_image: str) -> dict:
 
 
 def _fresh_namespace(cluster: Cluster) -> None:
-    """Remove an earlier run's release and hand its volumes back (host-path PVs are Retain)."""
-    if cluster.kubectl("get", "namespace", NAMESPACE, "--ignore-not-found", "-o", "name").strip():
-        cluster.run(str(cluster.helm), "uninstall", RELEASE, "-n", NAMESPACE, "--wait", check=False)
-        cluster.kubectl("delete", "namespace", NAMESPACE, "--wait=true", timeout=600)
+    remove_release(cluster, NAMESPACE)
+    cluster.kubectl("create", "namespace", NAMESPACE)
+    cluster.kubectl(
+        "label",
+        "namespace",
+        NAMESPACE,
+        "pod-security.kubernetes.io/enforce=restricted",
+        "pod-security.kubernetes.io/enforce-version=latest",
+        "pod-security.kubernetes.io/warn=restricted",
+        "pod-security.kubernetes.io/audit=restricted",
+    )
+
+
+def remove_release(cluster: Cluster, namespace: str) -> None:
+    """Remove a release with its namespace and hand its volumes back (host-path PVs are Retain)."""
+    if cluster.kubectl("get", "namespace", namespace, "--ignore-not-found", "-o", "name").strip():
+        cluster.run(str(cluster.helm), "uninstall", RELEASE, "-n", namespace, "--wait", check=False)
+        cluster.kubectl("delete", "namespace", namespace, "--wait=true", timeout=600)
     for pv in cluster.json("get", "pv")["items"]:
         if pv["status"].get("phase") == "Released":
             path = pv["spec"]["hostPath"]["path"]
@@ -121,16 +135,6 @@ def _fresh_namespace(cluster: Cluster) -> None:
                 "-p",
                 '[{"op":"remove","path":"/spec/claimRef"}]',
             )
-    cluster.kubectl("create", "namespace", NAMESPACE)
-    cluster.kubectl(
-        "label",
-        "namespace",
-        NAMESPACE,
-        "pod-security.kubernetes.io/enforce=restricted",
-        "pod-security.kubernetes.io/enforce-version=latest",
-        "pod-security.kubernetes.io/warn=restricted",
-        "pod-security.kubernetes.io/audit=restricted",
-    )
 
 
 def run_job(
@@ -141,12 +145,14 @@ def run_job(
     timeout: float = 1200,
     *,
     moves_traffic: bool = False,
+    namespace: str = NAMESPACE,
+    cronjob: str = "retrain",
 ) -> None:
-    """Run `script` in a Job cut from the retrain CronJob (same image, env, resources and security
-    context) and wait for it to complete. It runs as the jobs' ServiceAccount, without an API token;
-    `moves_traffic` runs it as the canary ServiceAccount, the only one allowed to patch the
-    InferenceServices and the HTTPRoute."""
-    cron = cluster.json("-n", NAMESPACE, "get", "cronjob", f"{name}-retrain")
+    """Run `script` in a Job cut from a CronJob of the release (same image, env, resources and
+    security context) and wait for it to complete. It runs as the jobs' ServiceAccount, without an
+    API token; `moves_traffic` runs it as the canary ServiceAccount, the only one allowed to patch
+    the InferenceServices and the HTTPRoute."""
+    cron = cluster.json("-n", namespace, "get", "cronjob", f"{name}-{cronjob}")
     spec = copy.deepcopy(cron["spec"]["jobTemplate"]["spec"])
     pod = spec["template"]["spec"]
     account = f"{name}-canary" if moves_traffic else f"{name}-jobs"
@@ -157,11 +163,11 @@ def run_job(
     job = {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": {"name": f"{name}-{suffix}", "namespace": NAMESPACE},
+        "metadata": {"name": f"{name}-{suffix}", "namespace": namespace},
     }
-    cluster.kubectl("-n", NAMESPACE, "delete", "job", f"{name}-{suffix}", "--ignore-not-found")
+    cluster.kubectl("-n", namespace, "delete", "job", f"{name}-{suffix}", "--ignore-not-found")
     cluster.kubectl("apply", "-f", "-", stdin=json.dumps({**job, "spec": spec}))
-    wait_job(cluster, f"{name}-{suffix}", timeout=timeout)
+    wait_job(cluster, f"{name}-{suffix}", timeout=timeout, namespace=namespace)
 
 
 def _bootstrap_models(cluster: Cluster, name: str) -> None:
@@ -174,12 +180,12 @@ def _bootstrap_models(cluster: Cluster, name: str) -> None:
     run_job(cluster, name, "bootstrap", train)
 
 
-def wait_job(cluster: Cluster, job: str, timeout: float = 900) -> dict:
+def wait_job(cluster: Cluster, job: str, timeout: float = 900, namespace: str = NAMESPACE) -> dict:
     def done() -> dict | None:
-        obj = cluster.json("-n", NAMESPACE, "get", "job", job)
+        obj = cluster.json("-n", namespace, "get", "job", job)
         conditions = {c["type"]: c["status"] for c in obj.get("status", {}).get("conditions") or []}
         if conditions.get("Failed") == "True":
-            logs = cluster.kubectl("-n", NAMESPACE, "logs", f"job/{job}", "--tail=40", check=False)
+            logs = cluster.kubectl("-n", namespace, "logs", f"job/{job}", "--tail=40", check=False)
             raise AssertionError(f"job {job} failed:\n{logs}")
         return obj if conditions.get("Complete") == "True" else None
 
