@@ -72,8 +72,7 @@ def launch(workdir: Path, env: dict[str, str], command: list[str] | None = None)
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log = workdir / f"server-{port}.log"
-    args = command or [sys.executable, "-m", "model_server", "--model_name", MODEL, "--enable_grpc", "false",
-                       "--http_port", "{port}"]  # fmt: skip
+    args = command or [sys.executable, "-m", "model_server", "--model_name", MODEL, "--http_port", "{port}"]
     with log.open("w") as out:
         process = subprocess.Popen(
             [a.format(port=port) for a in args], env=env, cwd=workdir, stdout=out, stderr=subprocess.STDOUT
@@ -114,13 +113,19 @@ def server(
     trained_store: TrainedStore, tmp_path_factory: pytest.TempPathFactory, others: dict[str, Server]
 ) -> Iterator[Server]:
     """The XGBoost challenger, named by alias, with a small batch limit."""
+    with challenger(
+        trained_store, tmp_path_factory.mktemp("predictor"), f"models:/{MODEL}@challenger"
+    ) as main:
+        yield main
+
+
+@contextmanager
+def challenger(store: TrainedStore, workdir: Path, model_uri: str) -> Iterator[Server]:
+    """A ready predictor serving `model_uri` as the challenger, at most MAX_ROWS rows per request."""
     env = server_env(
-        trained_store,
-        FRAUD_MODEL_URI=f"models:/{MODEL}@challenger",
-        FRAUD_MODEL_ROLE="challenger",
-        FRAUD_MAX_BATCH_ROWS=str(MAX_ROWS),
+        store, FRAUD_MODEL_URI=model_uri, FRAUD_MODEL_ROLE="challenger", FRAUD_MAX_BATCH_ROWS=str(MAX_ROWS)
     )
-    main = launch(tmp_path_factory.mktemp("predictor"), env)
+    main = launch(workdir, env)
     with running(main):
         yield main.wait()
 
@@ -477,3 +482,23 @@ def test_fraud_serve_champion(others: dict[str, Server]) -> None:
     assert reply.status_code == 200 and len(reply.json()["predictions"]) == 2
     assert reply.headers["x-model-role"] == "champion" and reply.headers["x-model-version"] == "1"
     assert httpx.get(f"{champion.url}/v2/models/{MODEL}").json()["platform"] == "logistic"
+
+
+def listening(pid: int) -> set[tuple[str, int]]:
+    """The TCP addresses process `pid` listens on (IPv4, from /proc: Linux only)."""
+    inodes = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+    found = set()
+    for line in Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[3] == "0A" and f"socket:[{fields[9]}]" in inodes:  # 0A: LISTEN
+            address, port = fields[1].split(":")
+            found.add((".".join(str(b) for b in reversed(bytes.fromhex(address))), int(port, 16)))
+    return found
+
+
+def test_listen_addresses_and_no_grpc(server: Server, others: dict[str, Server]) -> None:
+    """`fraud serve` listens on loopback only; the pod entry point on every interface; neither
+    starts gRPC unless asked (FRAUD_GRPC_ENABLED)."""
+    champion = others["champion"].wait()
+    assert listening(champion.process.pid) == {("127.0.0.1", int(champion.url.rsplit(":", 1)[1]))}
+    assert listening(server.process.pid) == {("0.0.0.0", int(server.url.rsplit(":", 1)[1]))}

@@ -3,6 +3,7 @@ KServe's own request pipeline (`Model.__call__`, as its gRPC server uses it)."""
 
 import asyncio
 import json
+import logging
 import threading
 import time
 
@@ -11,6 +12,7 @@ import orjson
 import pytest
 import xgboost as xgb
 from kserve import InferInput, InferRequest
+from prometheus_client import REGISTRY
 
 from fraudcore.modelstore import load_model
 from fraudcore.schema import FEATURES
@@ -19,6 +21,7 @@ from model_server.batching import MicroBatcher
 from model_server.errors import BatchTooLargeError, InvalidRequestError, NotReadyError
 from model_server.metrics import ScoreHistogram
 from model_server.model import FraudModel
+from model_server.routes import ScoringMiddleware
 from model_server.trees import TOLERANCE, TreeEnsemble, verified_ensemble
 from tests.conftest import TrainedStore, make_settings
 
@@ -231,3 +234,36 @@ def test_kserve_pipeline_v2_and_v1(trained_store: TrainedStore) -> None:
         asyncio.run(model(InferRequest(model_name="fraud-detector", infer_inputs=[bad]), headers={}))
     model.stop()
     assert not model.ready
+
+
+INTERNAL = {"reason": "internal_error", "model_version": "1", "role": "champion"}
+
+
+def test_unexpected_errors_get_a_fixed_500(
+    trained_store: TrainedStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bug in the scoring path (here: an ASGI server handing over a body that is not bytes) is
+    answered `{"error": "internal error"}`, counted, and logged once with its traceback."""
+    settings = make_settings(trained_store.settings.home, model_uri="models:/fraud-detector@champion")
+    model = FraudModel("fraud-detector", settings)
+    assert model.load()
+    middleware = ScoringMiddleware(lambda *_: None, model, None)  # type: ignore[arg-type]
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": "not bytes", "more_body": False}
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/v2/models/fraud-detector/infer",
+             "headers": [(b"x-request-id", b"bug-1")]}  # fmt: skip
+    before = REGISTRY.get_sample_value("fraud_rejected_requests_total", INTERNAL) or 0
+    with caplog.at_level(logging.INFO, logger="model_server.requests"):
+        asyncio.run(middleware(scope, receive, send))  # type: ignore[arg-type]
+    model.stop()
+    assert sent[0]["status"] == 500 and sent[1]["body"] == b'{"error":"internal error"}'
+    assert REGISTRY.get_sample_value("fraud_rejected_requests_total", INTERNAL) == before + 1
+    records = [r for r in caplog.records if getattr(r, "request_id", None) == "bug-1"]
+    assert len(records) == 1 and records[0].levelno == logging.ERROR and records[0].exc_info is not None
+    assert records[0].status == 500 and "TypeError" not in records[0].error  # type: ignore[attr-defined]
