@@ -20,11 +20,12 @@ COPY fraudcore fraudcore/
 COPY training training/
 COPY model_server model_server/
 COPY jobs jobs/
+COPY cli cli/
 COPY README.md ./
 # The console script `fraud` comes from the project wheel; the sources also live in /app, first on
 # PYTHONPATH, so `skaffold dev` can sync changed *.py files into a running container.
 RUN /opt/venv/bin/pip install --no-deps . \
- && mkdir /app && cp -r fraudcore training model_server jobs /app/ \
+ && mkdir /app && cp -r fraudcore training model_server jobs cli /app/ \
  && find /opt/venv /app -name '__pycache__' -prune -exec rm -rf {} +
 
 FROM ${BASE_IMAGE}

@@ -1,1 +1,1 @@
-"""Entry points: the `fraud` CLI and the jobs the cluster schedules (drift, retraining, canary)."""
+"""What the cluster schedules: drift checks, retraining, the canary, and feedback (traffic replay, labels)."""

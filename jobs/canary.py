@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from fraudcore.errors import FraudError, InvalidInputError, NotFoundError, UnavailableError
+from fraudcore.errors import FraudError, InvalidInputError, NotFoundError, UnavailableError, UsageError
 
 if TYPE_CHECKING:
     from kubernetes.client import CustomObjectsApi
@@ -51,7 +51,7 @@ def parse_percent(text: str) -> int:
     """A traffic share for the challenger: a whole number from 0 to 100."""
     value = text.strip().removesuffix("%")
     if not value.isdigit() or int(value) > 100:
-        raise InvalidInputError(f"percentage must be a whole number from 0 to 100, got {text!r}")
+        raise UsageError(f"percentage must be a whole number from 0 to 100, got {text!r}")
     return int(value)
 
 

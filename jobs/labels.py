@@ -14,9 +14,8 @@ import psycopg
 from psycopg import sql
 
 from fraudcore import auditdb
-from fraudcore.errors import UnavailableError
+from fraudcore.errors import DataValidationError, UnavailableError
 from fraudcore.settings import Settings
-from training.data import DataValidationError
 
 REQUIRED = ("request_id", "label")
 OPTIONAL = ("row",)

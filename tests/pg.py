@@ -18,9 +18,9 @@ import pandas as pd
 import psycopg
 import pytest
 
+from cli import main
 from fraudcore import auditdb
 from fraudcore.schema import FEATURES, LABEL
-from jobs.cli import main
 from model_server.audit import AuditLog
 from tests.net import free_port
 

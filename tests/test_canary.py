@@ -15,9 +15,9 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from typer.testing import CliRunner
 
+from cli import app
 from fraudcore.errors import InvalidInputError, UnavailableError
 from jobs.canary import LIVE_QUERIES, CanaryState, live_numbers, parse_percent
-from jobs.cli import app
 
 
 @pytest.mark.parametrize(("text", "value"), [("0", 0), ("10", 10), ("100", 100), ("25%", 25), (" 7 ", 7)])
@@ -100,7 +100,7 @@ def test_live_numbers_unreachable() -> None:
 
 
 def test_kubectl_plugin_entry_refuses_bad_percentage() -> None:
-    code = "import sys; from jobs.cli.canary import plugin_main; sys.argv[1:] = ['set', '-5']; plugin_main()"
+    code = "import sys; from cli.canary import plugin_main; sys.argv[1:] = ['set', '-5']; plugin_main()"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     # Only the error line counts: interpreter warnings (e.g. under coverage) may precede it.

@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from fraudcore.errors import DataValidationError
 from fraudcore.schema import COLUMNS, FEATURES, LABEL
-from training.data import DataValidationError, fingerprint, load_csv, load_source, split, synthetic_source
+from training.data import fingerprint, load_csv, load_source, split, synthetic_source
 from training.synthetic import FRAUD_RATE, KAGGLE_ROWS, SCENARIOS, generate
 
 

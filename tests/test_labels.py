@@ -8,10 +8,10 @@ import psycopg
 import pytest
 
 from fraudcore import auditdb
+from fraudcore.errors import DataValidationError
 from jobs.labels import read_labels
 from model_server.audit import AuditLog
 from tests.pg import Fraud
-from training.data import DataValidationError
 
 
 @pytest.fixture

@@ -7,13 +7,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fraudcore.errors import InvalidInputError
+from fraudcore.errors import DataValidationError
 from fraudcore.schema import COLUMNS, FEATURES, LABEL
 from training.synthetic import FRAUD_RATE, SCENARIOS, generate
-
-
-class DataValidationError(InvalidInputError):
-    """A data file does not match the schema; the message names the problem."""
 
 
 def load_csv(path: Path, *, labels_optional: bool = False) -> pd.DataFrame:

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fraudcore.errors import FraudError
+from fraudcore.errors import ExitCode, FraudError
 from fraudcore.settings import Settings
 from training.evaluate import score_metrics
 
@@ -13,6 +13,7 @@ class GateRejectedError(FraudError):
     """A version failed the validation gate; it stays registered with the reasons recorded."""
 
     status_code = 422
+    exit_code = ExitCode.REJECTED
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
-from jobs.cli import app
+from cli import app
 from tests.chart import cluster
 from tests.chart.conftest import CHART, REPO
 from tests.net import free_port
@@ -220,7 +220,7 @@ def test_unknown_release_is_one_clear_error(release: Release) -> None:
         [
             sys.executable,
             "-c",
-            "from jobs.cli import main; main()",
+            "from cli import main; main()",
             "canary",
             "status",
             "-n",

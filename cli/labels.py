@@ -4,8 +4,8 @@ from pathlib import Path
 
 import typer
 
+from cli.common import console, settings
 from fraudcore.errors import InvalidInputError
-from jobs.cli.common import console, settings
 from jobs.labels import ingest
 
 app = typer.Typer(help="Attach ground truth to transactions in the audit log.", no_args_is_help=True)

@@ -4,7 +4,7 @@ from typing import Literal
 
 import typer
 
-from jobs.cli.common import settings
+from cli.common import settings
 
 Role = Literal["champion", "challenger"]
 

@@ -8,8 +8,9 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from cli.common import console, settings
+from fraudcore.errors import ExitCode
 from fraudcore.modelstore import load_model
-from jobs.cli.common import ExitCode, console, settings
 from jobs.drift import Correction, Detector, check
 from jobs.report import log_run, push_metrics, render, write
 from jobs.window import from_audit_log, from_csv

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import typer
 
-from jobs.cli.common import console
+from cli.common import console
 from training.data import load_csv
 from training.synthetic import KAGGLE_ROWS, SCENARIOS, generate
 

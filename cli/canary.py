@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from fraudcore.errors import FraudError, InvalidInputError, UnavailableError
+from cli.common import console, error_line, run, settings
+from fraudcore.errors import UnavailableError, UsageError
 from jobs.canary import Canary, CanaryState, MlflowRegistry, Outcome, live_numbers, parse_percent
-from jobs.cli.common import ExitCode, console, settings
 
 app = typer.Typer(
     help="Champion/challenger canary on KServe: status, set PERCENT, promote, rollback.",
@@ -139,9 +138,8 @@ def set_weight(
     """Send PERCENT % of the traffic to the challenger (the champion gets the rest)."""
     try:
         share = parse_percent(percent)
-    except InvalidInputError as e:
-        typer.secho(f"error: {e}", fg="red", err=True)
-        raise typer.Exit(ExitCode.USAGE) from e
+    except UsageError as e:
+        raise typer.Exit(error_line(e)) from e
     canary = _canary(namespace, name, kubeconfig, context)
     _report(canary, canary.set_weight(share, challenger_version), "set")
 
@@ -181,8 +179,4 @@ def rollback(
 
 def plugin_main() -> None:
     """`kubectl fraud …`: the canary commands as a kubectl plugin."""
-    try:
-        app(prog_name="kubectl fraud")
-    except FraudError as e:
-        typer.secho(f"error: {e}", fg="red", err=True)
-        sys.exit(ExitCode.ERROR)
+    run(app, prog_name="kubectl fraud")

@@ -3,8 +3,8 @@
 import typer
 from rich.table import Table
 
+from cli.common import console, settings
 from fraudcore.modelstore import connect
-from jobs.cli.common import console, settings
 from training.pipeline import promote
 from training.registry import list_versions
 

@@ -1,15 +1,11 @@
 """The `fraud` command line: one Typer app, one module per command group."""
 
-import sys
-
 import typer
 
-from fraudcore.errors import FraudError
+from cli import canary, data, drift, labels, models, retrain, serve, traffic, train
+from cli.common import run
 from fraudcore.logging import configure_logging
 from fraudcore.settings import Settings
-from jobs.cli import canary, data, drift, labels, models, retrain, serve, traffic, train
-from jobs.cli.common import ExitCode
-from training.gate import GateRejectedError
 
 app = typer.Typer(
     name="fraud",
@@ -43,12 +39,5 @@ app.command(name="serve")(serve.serve)
 
 
 def main() -> None:
-    """Console-script entry: a FraudError becomes one readable line and a non-zero exit."""
-    try:
-        app()
-    except GateRejectedError as e:
-        typer.secho(f"rejected: {e}", fg="red", err=True)
-        sys.exit(ExitCode.REJECTED)
-    except FraudError as e:
-        typer.secho(f"error: {e}", fg="red", err=True)
-        sys.exit(ExitCode.ERROR)
+    """Console-script entry `fraud`."""
+    run(app)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import typer
 
-from jobs.cli.common import console, settings
+from cli.common import console, settings
 from jobs.traffic import send
 from jobs.window import from_csv
 

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import typer
 
-from jobs.cli.canary import DEFAULT_NAME, Name, Namespace, _canary
-from jobs.cli.common import console, settings
+from cli.canary import DEFAULT_NAME, Name, Namespace, _canary
+from cli.common import console, settings
 from jobs.retrain import retrain as retrain_version
 from jobs.window import from_csv
 

@@ -5,7 +5,7 @@ from typing import Literal
 
 import typer
 
-from jobs.cli.common import console, settings
+from cli.common import console, settings
 from training.data import synthetic_source
 from training.pipeline import train_and_register
 from training.synthetic import KAGGLE_ROWS
