@@ -116,153 +116,141 @@ def _paths() -> dict[str, Any]:
     return paths
 
 
+def _object(required: list[str], properties: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """A JSON object schema with its required keys."""
+    return {"type": "object", "required": required, **extra, "properties": properties}
+
+
+_PARAMETERS = {
+    "type": ["object", "null"],
+    "additionalProperties": {"type": ["string", "number", "boolean"]},
+    "description": "Name/value pairs. `binary_data_output` (request), `binary_data` (output) and "
+    "`binary_data_size` (input) are the binary tensor extension's.",
+}
+_STRINGS = {"type": "array", "items": {"type": "string"}}
+
+
 def _tensor_schemas() -> dict[str, Any]:
     """The v2 request and response bodies, as codec.py reads and writes them."""
-    parameters = {
-        "type": ["object", "null"],
-        "additionalProperties": {"type": ["string", "number", "boolean"]},
-        "description": "Name/value pairs. `binary_data_output` (request), `binary_data` (output) and "
-        "`binary_data_size` (input) are the binary tensor extension's.",
-    }
+    return {"InferenceRequest": _inference_request(), "InferenceResponse": _inference_response()}
+
+
+def _inference_request() -> dict[str, Any]:
     numbers = {
         "type": "array",
         "items": {"anyOf": [{"type": "number"}, {"type": "array", "items": {"type": "number"}}]},
     }
-    request_input = {
-        "type": "object",
-        "required": ["name", "shape", "datatype"],
-        "description": f"One [N, {N_FEATURES}] tensor (features in schema order) or one [N] tensor per "
-        f"feature, named by feature ({', '.join(FEATURES)}).",
-        "properties": {
+    shape = {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 1, "maxItems": 2}
+    request_input = _object(
+        ["name", "shape", "datatype"],
+        {
             "name": {"type": "string"},
-            "shape": {
-                "type": "array",
-                "items": {"type": "integer", "minimum": 0},
-                "minItems": 1,
-                "maxItems": 2,
-            },
+            "shape": shape,
             "datatype": {"type": "string", "enum": list(codec.INPUT_DTYPES)},
-            "parameters": parameters,
+            "parameters": _PARAMETERS,
             "data": numbers,
         },
-    }
-    request_output = {
-        "type": "object",
-        "required": ["name"],
-        "properties": {"name": {"type": "string", "enum": list(codec.OUTPUTS)}, "parameters": parameters},
-    }
-    response_output = {
-        "type": "object",
-        "required": ["name", "shape", "datatype"],
-        "properties": {
+        description=f"One [N, {N_FEATURES}] tensor (features in schema order) or one [N] tensor per "
+        f"feature, named by feature ({', '.join(FEATURES)}).",
+    )
+    request_output = _object(
+        ["name"], {"name": {"type": "string", "enum": list(codec.OUTPUTS)}, "parameters": _PARAMETERS}
+    )
+    return _object(
+        ["inputs"],
+        {
+            "id": {"type": ["string", "null"], "description": "Echoed in the response"},
+            "parameters": _PARAMETERS,
+            "inputs": {"type": "array", "items": request_input, "minItems": 1, "maxItems": codec.MAX_INPUTS},
+            "outputs": {
+                "type": ["array", "null"],
+                "items": request_output,
+                "maxItems": len(codec.OUTPUTS),
+                "description": "Outputs to return, each at most once; absent or empty: all",
+            },
+        },
+    )
+
+
+def _inference_response() -> dict[str, Any]:
+    response_output = _object(
+        ["name", "shape", "datatype"],
+        {
             "name": {"type": "string", "enum": list(codec.OUTPUTS)},
             "shape": {"type": "array", "items": {"type": "integer"}},
             "datatype": {"type": "string", "enum": ["FP32", "BOOL"]},
-            "parameters": parameters,
+            "parameters": _PARAMETERS,
             "data": {"type": "array", "items": {"type": ["number", "boolean"]}},
         },
-    }
-    return {
-        "InferenceRequest": {
-            "type": "object",
-            "required": ["inputs"],
-            "properties": {
-                "id": {"type": ["string", "null"], "description": "Echoed in the response"},
-                "parameters": parameters,
-                "inputs": {
-                    "type": "array",
-                    "items": request_input,
-                    "minItems": 1,
-                    "maxItems": codec.MAX_INPUTS,
-                },
-                "outputs": {
-                    "type": ["array", "null"],
-                    "items": request_output,
-                    "maxItems": len(codec.OUTPUTS),
-                    "description": "Outputs to return, each at most once; absent or empty: all",
-                },
-            },
+    )
+    return _object(
+        ["model_name", "model_version", "id", "outputs"],
+        {
+            "model_name": {"type": "string"},
+            "model_version": {"type": "string"},
+            "id": {"type": "string", "description": "The request's id, else its x-request-id"},
+            "outputs": {"type": "array", "items": response_output},
         },
-        "InferenceResponse": {
-            "type": "object",
-            "required": ["model_name", "model_version", "id", "outputs"],
-            "properties": {
-                "model_name": {"type": "string"},
-                "model_version": {"type": "string"},
-                "id": {"type": "string", "description": "The request's id, else its x-request-id"},
-                "outputs": {"type": "array", "items": response_output},
-            },
-        },
-    }
+    )
 
 
 def _other_schemas() -> dict[str, Any]:
-    tensor = {
-        "type": "object",
-        "required": ["name", "datatype", "shape"],
-        "properties": {
+    """Errors, health and metadata, and the v1 bodies."""
+    return {**_status_schemas(), **_v1_schemas()}
+
+
+def _status_schemas() -> dict[str, Any]:
+    tensor = _object(
+        ["name", "datatype", "shape"],
+        {
             "name": {"type": "string"},
             "datatype": {"type": "string"},
             "shape": {"type": "array", "items": {"type": "integer"}},
         },
-    }
-    instance = {
-        "anyOf": [
-            {
-                "type": "object",
-                "required": list(FEATURES),
-                "properties": {feature: {"type": "number"} for feature in FEATURES},
-            },
-            {"type": "array", "items": {"type": "number"}, "minItems": N_FEATURES, "maxItems": N_FEATURES},
-        ]
-    }
-    prediction = {
-        "type": "object",
-        "required": [codec.PROBABILITY, codec.DECISION],
-        "properties": {codec.PROBABILITY: {"type": "number"}, codec.DECISION: {"type": "boolean"}},
-    }
-    strings = {"type": "array", "items": {"type": "string"}}
+    )
     return {
-        "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
-        "ReadyResponse": {
-            "type": "object",
-            "required": ["name", "ready"],
-            "properties": {
+        "Error": _object(["error"], {"error": {"type": "string"}}),
+        "ReadyResponse": _object(
+            ["name", "ready"],
+            {"name": {"type": "string"}, "ready": {"type": "boolean"}, "error": {"type": "string"}},
+        ),
+        "ServerMetadataResponse": _object(
+            ["name", "version", "extensions"],
+            {"name": {"type": "string"}, "version": {"type": "string"}, "extensions": _STRINGS},
+        ),
+        "ModelMetadataResponse": _object(
+            ["name", "versions", "platform", "inputs", "outputs"],
+            {
                 "name": {"type": "string"},
-                "ready": {"type": "boolean"},
-                "error": {"type": "string"},
-            },
-        },
-        "ServerMetadataResponse": {
-            "type": "object",
-            "required": ["name", "version", "extensions"],
-            "properties": {"name": {"type": "string"}, "version": {"type": "string"}, "extensions": strings},
-        },
-        "ModelMetadataResponse": {
-            "type": "object",
-            "required": ["name", "versions", "platform", "inputs", "outputs"],
-            "properties": {
-                "name": {"type": "string"},
-                "versions": strings,
+                "versions": _STRINGS,
                 "platform": {"type": "string"},
                 "inputs": {"type": "array", "items": tensor},
                 "outputs": {"type": "array", "items": tensor},
                 "parameters": {"type": "object", "description": "Version, role, threshold, holdout metrics"},
             },
-        },
-        "V1Request": {
-            "type": "object",
-            "required": ["instances"],
-            "properties": {"instances": {"type": "array", "items": instance, "minItems": 1}},
-        },
-        "V1Response": {
-            "type": "object",
-            "required": ["predictions", "model_version"],
-            "properties": {
-                "predictions": {"type": "array", "items": prediction},
-                "model_version": {"type": "string"},
-            },
-        },
+        ),
+    }
+
+
+def _v1_schemas() -> dict[str, Any]:
+    instance = {
+        "anyOf": [
+            _object(list(FEATURES), {feature: {"type": "number"} for feature in FEATURES}),
+            {"type": "array", "items": {"type": "number"}, "minItems": N_FEATURES, "maxItems": N_FEATURES},
+        ]
+    }
+    prediction = _object(
+        [codec.PROBABILITY, codec.DECISION],
+        {codec.PROBABILITY: {"type": "number"}, codec.DECISION: {"type": "boolean"}},
+    )
+    return {
+        "V1Request": _object(
+            ["instances"], {"instances": {"type": "array", "items": instance, "minItems": 1}}
+        ),
+        "V1Response": _object(
+            ["predictions", "model_version"],
+            {"predictions": {"type": "array", "items": prediction}, "model_version": {"type": "string"}},
+        ),
     }
 
 
