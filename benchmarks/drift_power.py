@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 
 from fraudcore.bundle import load_bundle, save_bundle
-from fraudcore.modelstore import LoadedModel
+from fraudcore.registry import LoadedModel
 from fraudcore.schema import FEATURES, LABEL
 from fraudcore.settings import Settings
-from jobs.drift import Correction, check
-from jobs.window import Window
+from jobs.drift.detection import Correction, detect_drift
+from jobs.drift.window import Window
 from training.data import split
 from training.synthetic import FRAUD_RATE, SCENARIOS, generate
 from training.train import TrainConfig, train
@@ -30,7 +30,7 @@ def alarms(champion: LoadedModel, rows: int, scenario: str | None, seed: int, ar
     for i in range(args.windows):
         data = generate(rows=rows, seed=seed + i, fraud_rate=FRAUD_RATE, scenario=scenario)
         window = Window(data[list(FEATURES)].to_numpy(np.float32), data[LABEL].to_numpy(), "")
-        result, _, _ = check(champion, window, correction=correction, p_value=args.p_value, min_rows=1)
+        result, _, _ = detect_drift(champion, window, correction=correction, p_value=args.p_value, min_rows=1)
         hits += result.detected
     return f"{hits}/{args.windows} ({hits / args.windows:.0%})"
 

@@ -10,7 +10,10 @@ from rich.table import Table
 
 from cli.common import console, error_line, run, settings
 from fraudcore.errors import UnavailableError, UsageError
-from jobs.canary import Canary, CanaryState, MlflowRegistry, Outcome, live_numbers, parse_percent
+from fraudcore.registry import Registry
+from jobs.canary import Canary, CanaryOutcome
+from jobs.canary.metrics import live_numbers
+from jobs.canary.state import CanaryState, parse_percent
 
 app = typer.Typer(
     help="Champion/challenger canary on KServe: status, set PERCENT, promote, rollback.",
@@ -60,16 +63,14 @@ def _canary(namespace: str | None, name: str, kubeconfig: Path | None, context: 
     return Canary(client.CustomObjectsApi(api), namespace, name)
 
 
-def _registry(ctx: typer.Context, enabled: bool) -> MlflowRegistry | None:
+def _registry(ctx: typer.Context, enabled: bool) -> Registry | None:
     config = settings(ctx)
     if not enabled:
         return None
     if not config.tracking_uri:
         console.print("[yellow]MLFLOW_TRACKING_URI not set: registry aliases left unchanged[/]")
         return None
-    from fraudcore.modelstore import connect
-
-    return MlflowRegistry(connect(config), config.registered_model)
+    return Registry(config)
 
 
 def _print_state(state: CanaryState, title: str) -> None:
@@ -81,7 +82,7 @@ def _print_state(state: CanaryState, title: str) -> None:
     console.print(table)
 
 
-def _report(canary: Canary, outcome: Outcome, action: str) -> None:
+def _report(canary: Canary, outcome: CanaryOutcome, action: str) -> None:
     if outcome.changed:
         for change in outcome.changes:
             console.print(f"{action}: {change}")

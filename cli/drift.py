@@ -1,8 +1,7 @@
 """`fraud drift`: compare recent inputs and scores with the champion's training reference."""
 
-import logging
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import typer
@@ -10,10 +9,11 @@ from rich.table import Table
 
 from cli.common import console, settings
 from fraudcore.errors import ExitCode
-from fraudcore.modelstore import load_model
-from jobs.drift import Correction, Detector, check
-from jobs.report import log_run, push_metrics, render, write
-from jobs.window import from_audit_log, from_csv
+from fraudcore.names import CHAMPION, alias_uri
+from fraudcore.registry import Registry
+from jobs.drift import DriftRun, run_drift_check
+from jobs.drift.detection import Correction, Detector
+from jobs.drift.window import from_audit_log, from_csv
 
 _AGE = re.compile(r"^(\d+)([mhd])$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days"}
@@ -66,29 +66,19 @@ def drift(
     the Pushgateway (FRAUD_PUSHGATEWAY_URL) and logs an MLflow run with both files.
     """
     config = settings(ctx)
-    # alibi-detect imports transformers, which resets its own logger's level when imported: filter.
-    for noisy in ("alibi_detect", "transformers"):
-        logging.getLogger(noisy).addFilter(lambda record: record.levelno >= logging.ERROR)
     age = parse_age(since)
     window = from_csv(data) if data else from_audit_log(config, rows or config.drift_window_rows, age)
-    model = load_model(model_uri or f"models:/{config.registered_model}@champion", config)
+    registry = Registry(config)
+    model = registry.load(model_uri or alias_uri(registry.name, CHAMPION))
     with console.status(f"testing {len(window):,} rows against {model.name} version {model.version}"):
-        result, reference, tested = check(
-            model,
-            window,
-            detector=detector,
-            correction=correction or config.drift_correction,
-            p_value=config.drift_p_value,
-            min_rows=config.drift_min_rows,
-        )
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        files = write(
-            result, render(result, reference, tested), out or config.home / "reports" / f"drift-{stamp}"
-        )
-        if config.pushgateway_url:
-            push_metrics(result, config.pushgateway_url)
-        run_id = log_run(config, result, files)
+        done = run_drift_check(registry, model, window, detector=detector, correction=correction, out=out)
+    _print(done)
+    if done.result.detected and fail_on_drift:
+        raise typer.Exit(ExitCode.DRIFT)
 
+
+def _print(done: DriftRun) -> None:
+    result = done.result
     if result.detected:
         drifted = result.drifted_features
         score = " and in the scores" if result.score.drifted else ""
@@ -114,7 +104,5 @@ def drift(
     console.print(
         f"window: {result.window}, {result.window_rows:,} rows · "
         f"model: {result.model} version {result.model_version}\n"
-        f"report: {files[1]}\nresult: {files[0]}\nMLflow run: {run_id}"
+        f"report: {done.files[1]}\nresult: {done.files[0]}\nMLflow run: {done.run_id}"
     )
-    if result.detected and fail_on_drift:
-        raise typer.Exit(ExitCode.DRIFT)

@@ -6,7 +6,7 @@ import typer
 
 from cli.common import console, settings
 from fraudcore.errors import InvalidInputError
-from jobs.labels import ingest
+from jobs.feedback.labels import ingest
 
 app = typer.Typer(help="Attach ground truth to transactions in the audit log.", no_args_is_help=True)
 

@@ -4,9 +4,8 @@ import typer
 from rich.table import Table
 
 from cli.common import console, settings
-from fraudcore.modelstore import connect
+from fraudcore.registry import Registry
 from training.pipeline import promote
-from training.registry import list_versions
 
 app = typer.Typer(help="List registered versions and promote one to champion.", no_args_is_help=True)
 
@@ -15,7 +14,7 @@ app = typer.Typer(help="List registered versions and promote one to champion.", 
 def list_command(ctx: typer.Context) -> None:
     """Show every version with its aliases, key holdout metrics and gate verdict."""
     config = settings(ctx)
-    rows = list_versions(connect(config), config.registered_model)
+    rows = Registry(config).list_versions()
     table = Table(title=f"{config.registered_model} ({config.resolved_tracking_uri})")
     for column in ("version", "aliases", "kind", "ROC-AUC", "PR-AUC", "threshold", "gate", "created"):
         table.add_column(column)
@@ -42,6 +41,6 @@ def promote_command(
 ) -> None:
     """Make VERSION the champion after the validation gate compares it with the current one."""
     config = settings(ctx)
-    promoted, result = promote(config, version, force=force)
+    promoted, result = promote(Registry(config), version, force=force)
     verdict = "already champion" if result is None else result.summary()
     console.print(f"{config.registered_model} version {promoted} → @champion (gate: {verdict})")

@@ -6,8 +6,9 @@ import typer
 
 from cli.canary import DEFAULT_NAME, Name, Namespace, _canary
 from cli.common import console, settings
+from fraudcore.registry import Registry
+from jobs.drift.window import from_csv
 from jobs.retrain import retrain as retrain_version
-from jobs.window import from_csv
 
 
 def retrain(
@@ -37,14 +38,14 @@ def retrain(
     """
     config = settings(ctx)
     gated = retrain_version(
-        config,
+        Registry(config),
         labelled=from_csv(data) if data else None,
         only_on_drift=config.retrain_only_on_drift if only_on_drift is None else only_on_drift,
     )
-    if gated.outcome is None:
+    if gated.registration is None:
         console.print(f"nothing to retrain: {gated.skipped}")
         return
-    outcome, metrics = gated.outcome, gated.outcome.result.candidate
+    outcome, metrics = gated.registration, gated.registration.result.candidate
     console.print(
         f"[bold]{config.registered_model} version {outcome.version}[/] → @{outcome.alias}  "
         f"ROC-AUC {metrics['roc_auc']:.4f}  PR-AUC {metrics['pr_auc']:.4f}  "

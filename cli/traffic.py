@@ -6,8 +6,8 @@ from pathlib import Path
 import typer
 
 from cli.common import console, settings
-from jobs.traffic import send
-from jobs.window import from_csv
+from jobs.drift.window import from_csv
+from jobs.feedback.traffic import send
 
 app = typer.Typer(help="Send transactions to a running predictor, as a client would.", no_args_is_help=True)
 

@@ -6,6 +6,7 @@ from typing import Literal
 import typer
 
 from cli.common import console, settings
+from fraudcore.registry import Registry
 from training.data import synthetic_source
 from training.pipeline import train_and_register
 from training.synthetic import KAGGLE_ROWS
@@ -41,7 +42,7 @@ def train(
         seed=config_settings.seed,
     )
     source = str(data) if data else synthetic_source(rows, config_settings.seed)
-    outcome = train_and_register(config_settings, config, source)
+    outcome = train_and_register(Registry(config_settings), config, source)
     metrics = outcome.result.candidate
     console.print(
         f"[bold]{config_settings.registered_model} version {outcome.version}[/] → @{outcome.alias}  "

@@ -12,7 +12,7 @@ from fraudcore.schema import FEATURES
 BUNDLE_ARTIFACT = "bundle"
 
 
-class FraudModel(mlflow.pyfunc.PythonModel):
+class BundlePyfunc(mlflow.pyfunc.PythonModel):
     """Scores a DataFrame with the 30 feature columns; returns fraud probabilities."""
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:

@@ -12,45 +12,46 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from mlflow.entities import RunStatus
-
-from fraudcore.modelstore import connect, load_model
+from fraudcore.names import CHAMPION, alias_uri
+from fraudcore.registry import Registry
 from fraudcore.settings import Settings
-from jobs.report import RUN_TAG, last_drift_detected
-from jobs.window import Window, from_audit_log
+from jobs.drift.publish import last_drift_detected
+from jobs.drift.window import Window, from_audit_log
 from training.data import SOURCE_JOIN
-from training.pipeline import Outcome, train_and_register
-from training.registry import ensure_experiment
+from training.pipeline import Registration, train_and_register
 from training.train import TrainConfig
 
 logger = logging.getLogger(__name__)
 
 MAX_LABELLED_ROWS = 1_000_000
 """At most this many of the most recent labelled rows are read from the audit log."""
+RUN_JOB = "retrain"
+"""The `fraud.job` tag of the run that keeps the labelled rows."""
 
 
 @dataclass(frozen=True)
 class Retrained:
-    """A new version (`outcome`), or the reason nothing was trained (`skipped`)."""
+    """A new version (`registration`), or the reason nothing was trained (`skipped`)."""
 
-    outcome: Outcome | None = None
+    registration: Registration | None = None
     skipped: str | None = None
     labelled_rows: int = 0
 
 
-def retrain(settings: Settings, labelled: Window | None = None, only_on_drift: bool = False) -> Retrained:
+def retrain(registry: Registry, labelled: Window | None = None, only_on_drift: bool = False) -> Retrained:
     """Train on the champion's data plus labelled rows (from `labelled`, else the audit log).
 
     Raises GateRejectedError when the new version fails the gate (it stays registered, rejected).
     """
+    settings = registry.settings
     if only_on_drift:
-        verdict = last_drift_detected(settings)
+        verdict = last_drift_detected(registry)
         if not verdict:
             reason = (
                 "no drift check has run yet" if verdict is None else "the last drift check found no drift"
             )
             return Retrained(skipped=reason)
-    champion = load_model(f"models:/{settings.registered_model}@champion", settings).bundle
+    champion = registry.load(alias_uri(registry.name, CHAMPION)).bundle
     if labelled is None:
         since = timedelta(days=settings.retrain_window_days)
         labelled = from_audit_log(settings, MAX_LABELLED_ROWS, since=since, labelled_only=True)
@@ -58,28 +59,17 @@ def retrain(settings: Settings, labelled: Window | None = None, only_on_drift: b
     if frame.empty:
         return Retrained(skipped=f"no labelled transactions in {labelled.source}")
 
-    client = connect(settings)
-    run = client.create_run(
-        ensure_experiment(client, settings), run_name="retrain-data", tags={RUN_TAG: "retrain"}
-    )
-    run_id = run.info.run_id
-    status = RunStatus.to_string(RunStatus.FAILED)
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "labelled.csv.gz"
-            frame.to_csv(path, index=False)
-            client.log_artifact(run_id, str(path))
-        source = f"{champion.card.data_source}{SOURCE_JOIN}runs:/{run_id}/{path.name}"
-        client.log_param(run_id, "data_source", source)
-        client.log_metric(run_id, "labelled_rows", len(frame))
-        client.log_metric(run_id, "labelled_fraud_rows", int(frame["Class"].sum()))
+    with registry.job_run(RUN_JOB, run_name="retrain-data") as run, tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "labelled.csv.gz"
+        frame.to_csv(path, index=False)
+        run.log_files(path)
+        source = f"{champion.card.data_source}{SOURCE_JOIN}runs:/{run.run_id}/{path.name}"
+        run.log_param("data_source", source)
+        run.log_metrics({"labelled_rows": len(frame), "labelled_fraud_rows": int(frame["Class"].sum())})
         logger.info("retraining on %s (%d labelled rows from %s)", source, len(frame), labelled.source)
-        outcome = train_and_register(settings, _config(settings, champion.card.params), source)
-        client.set_tag(run_id, "version", outcome.version)
-        status = RunStatus.to_string(RunStatus.FINISHED)
-    finally:
-        client.set_terminated(run_id, status)
-    return Retrained(outcome, labelled_rows=len(frame))
+        registration = train_and_register(registry, _config(settings, champion.card.params), source)
+        run.set_tag("version", registration.version)
+    return Retrained(registration, labelled_rows=len(frame))
 
 
 def _config(settings: Settings, params: dict[str, str | int | float]) -> TrainConfig:

@@ -9,7 +9,7 @@ from kserve import InferOutput, InferRequest, InferResponse, Model
 from kserve.metrics import PREDICT_HIST_TIME
 
 from fraudcore.bundle import Bundle, XGBoostScorer
-from fraudcore.modelstore import LoadedModel, load_model
+from fraudcore.registry import LoadedModel, Registry
 from fraudcore.schema import FEATURES, N_FEATURES
 from fraudcore.settings import Settings
 from model_server import codec
@@ -28,7 +28,7 @@ MODEL_VERSION_HEADER = "x-model-version"
 MODEL_ROLE_HEADER = "x-model-role"
 
 
-class FraudModel(Model):
+class FraudPredictor(Model):
     """Loads the model `FRAUD_MODEL_URI` names and scores float32 `[N, 30]` batches.
 
     `score` is the one scoring path: the REST routes call it directly, and KServe's own request
@@ -62,7 +62,7 @@ class FraudModel(Model):
             return True
         uri = self.settings.model_uri
         try:
-            loaded = load_model(uri, self.settings)
+            loaded = Registry(self.settings).load(uri)
         except Exception as e:  # any failure while loading means "not ready", reported once
             self.load_error = str(e)
             logger.error("cannot load model %s: %s", uri, e, extra={"model_uri": uri})

@@ -38,7 +38,7 @@ from model_server.errors import (
     message_of,
     reason_of,
 )
-from model_server.model import FraudModel
+from model_server.model import FraudPredictor
 
 logger = logging.getLogger("model_server.requests")
 
@@ -68,7 +68,7 @@ Route = tuple[Handler, str, str | None]
 """A scoring endpoint's handler, the model name in its URL and the version, when the URL names one."""
 
 
-def install(app: FastAPI, model: FraudModel, token: str | None) -> None:
+def install(app: FastAPI, model: FraudPredictor, token: str | None) -> None:
     """Add the middleware, routes, error handlers and the OpenAPI document; call before the server
     starts (KServe adds its routes after, so these answer first)."""
     app.add_middleware(ScoringMiddleware, model=model, token=token)
@@ -104,7 +104,7 @@ async def _invalid_request(_: Request, error: Exception) -> Response:
 class ScoringMiddleware:
     """Request id on every response, the optional shared-token check, and the scoring endpoints."""
 
-    def __init__(self, app: ASGIApp, model: FraudModel, token: str | None) -> None:
+    def __init__(self, app: ASGIApp, model: FraudPredictor, token: str | None) -> None:
         self.app = app
         self.model = model
         self.max_rows = model.settings.max_batch_rows
@@ -278,7 +278,7 @@ def _json_length(value: bytes | None) -> int | None:
 class Routes:
     """Model metadata and server readiness, replacing KServe's versions of the same paths."""
 
-    def __init__(self, model: FraudModel) -> None:
+    def __init__(self, model: FraudPredictor) -> None:
         self.model = model
 
     async def metadata(self, request: Request) -> Response:

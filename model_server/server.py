@@ -11,7 +11,7 @@ import kserve
 from kserve import model_server
 
 from fraudcore.settings import Settings
-from model_server.model import FraudModel
+from model_server.model import FraudPredictor
 from model_server.routes import install
 
 logger = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ def serve(settings: Settings, options: ServerOptions) -> None:
             "--workers %d: this predictor runs one worker per pod; scale with replicas", options.workers
         )
         raise SystemExit(2)
-    model = FraudModel(options.model_name, settings)
+    model = FraudPredictor(options.model_name, settings)
     if not model.load() and settings.fail_fast:
         raise SystemExit(1)
     enable_grpc = settings.grpc_enabled if options.enable_grpc is None else options.enable_grpc

@@ -8,9 +8,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from fraudcore.registry import Registry
 from fraudcore.settings import Settings
 from training.data import synthetic_source
-from training.pipeline import Outcome, train_and_register
+from training.pipeline import Registration, train_and_register
 from training.synthetic import generate
 from training.train import TrainConfig
 
@@ -30,8 +31,8 @@ class TrainedStore:
     """An embedded MLflow store holding a champion (logistic) and a challenger (XGBoost)."""
 
     settings: Settings
-    champion: Outcome
-    challenger: Outcome
+    champion: Registration
+    challenger: Registration
     frame: pd.DataFrame
 
 
@@ -45,11 +46,12 @@ def trained_store(tmp_path_factory: pytest.TempPathFactory, synthetic_frame: pd.
     """Train once per session; tests that change aliases must use their own store."""
     settings = make_settings(tmp_path_factory.mktemp("store") / ".fraud")
     source = synthetic_source(TEST_ROWS, TEST_SEED, fraud_rate=TEST_FRAUD_RATE)
+    registry = Registry(settings)
     champion = train_and_register(
-        settings, TrainConfig(kind="logistic", seed=TEST_SEED), source, synthetic_frame
+        registry, TrainConfig(kind="logistic", seed=TEST_SEED), source, synthetic_frame
     )
     challenger = train_and_register(
-        settings, TrainConfig(kind="xgboost", rounds=150, seed=TEST_SEED), source, synthetic_frame
+        registry, TrainConfig(kind="xgboost", rounds=150, seed=TEST_SEED), source, synthetic_frame
     )
     return TrainedStore(settings, champion, challenger, synthetic_frame)
 

@@ -17,7 +17,8 @@ from typer.testing import CliRunner
 
 from cli import app
 from fraudcore.errors import InvalidInputError, UnavailableError
-from jobs.canary import LIVE_QUERIES, CanaryState, live_numbers, parse_percent
+from jobs.canary.metrics import LIVE_QUERIES, live_numbers
+from jobs.canary.state import CanaryState, parse_percent
 
 
 @pytest.mark.parametrize(("text", "value"), [("0", 0), ("10", 10), ("100", 100), ("25%", 25), (" 7 ", 7)])

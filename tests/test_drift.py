@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fraudcore.modelstore import LoadedModel, connect, load_model
+from fraudcore.registry import LoadedModel, Registry
 from fraudcore.schema import FEATURES, LABEL
-from jobs.drift import DriftResult, check
-from jobs.window import Window
+from jobs.drift.detection import DriftResult, detect_drift
+from jobs.drift.window import Window
 from tests.conftest import TEST_FRAUD_RATE, TrainedStore, make_settings
 from tests.pg import Fraud, log_traffic
 from training.synthetic import SCENARIOS, generate
@@ -33,13 +33,15 @@ def as_window(frame: pd.DataFrame) -> Window:
 
 @pytest.fixture(scope="module")
 def champion(trained_store: TrainedStore) -> LoadedModel:
-    return load_model(f"models:/{trained_store.settings.registered_model}@champion", trained_store.settings)
+    return Registry(trained_store.settings).load(
+        f"models:/{trained_store.settings.registered_model}@champion"
+    )
 
 
 def drifted(champion: LoadedModel, frame: pd.DataFrame) -> DriftResult:
     """The check with the default settings (family-wise p < 0.01, Bonferroni, 1,000 rows at least)."""
     defaults = make_settings(Path(".fraud"))
-    return check(
+    return detect_drift(
         champion,
         as_window(frame),
         correction=defaults.drift_correction,
@@ -113,7 +115,7 @@ def test_drift_job_on_the_audit_log(
     assert 'fraud_drift_p_value{feature="Amount"}' in body
     for name in ("share_of_drifted_features", "score_p_value", "last_run_timestamp_seconds"):
         assert f"fraud_drift_{name} " in body
-    client = connect(trained_store.settings)
+    client = Registry(trained_store.settings).client
     experiment = client.get_experiment_by_name(trained_store.settings.experiment)
     [run] = client.search_runs([experiment.experiment_id], "tags.`fraud.job` = 'drift'", max_results=1)
     assert run.data.tags["drift_detected"] == "true"

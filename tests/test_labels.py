@@ -9,7 +9,7 @@ import pytest
 
 from fraudcore import auditdb
 from fraudcore.errors import DataValidationError
-from jobs.labels import read_labels
+from jobs.feedback.labels import read_labels
 from model_server.audit import AuditLog
 from tests.pg import Fraud
 

@@ -7,7 +7,7 @@ import pytest
 from scipy.stats import binomtest
 
 from fraudcore.bundle import load_bundle
-from fraudcore.modelstore import connect, load_model
+from fraudcore.registry import Registry
 from fraudcore.schema import FEATURES, LABEL
 from tests.conftest import TrainedStore
 
@@ -16,7 +16,7 @@ COLUMN = {name: i for i, name in enumerate(FEATURES)}
 
 @pytest.fixture(scope="module", params=["champion", "challenger"])
 def loaded(request: pytest.FixtureRequest, trained_store: TrainedStore):
-    return load_model(f"models:/fraud-detector@{request.param}", trained_store.settings)
+    return Registry(trained_store.settings).load(f"models:/fraud-detector@{request.param}")
 
 
 @pytest.fixture(scope="module")
@@ -71,8 +71,8 @@ def test_bundle_reloads_with_identical_scores(loaded, legit_rows) -> None:
 
 
 def test_generic_mlflow_pyfunc_loading_gives_the_same_scores(trained_store: TrainedStore, legit_rows) -> None:
-    connect(trained_store.settings)
+    mlflow.set_tracking_uri(trained_store.settings.resolved_tracking_uri)
     model = mlflow.pyfunc.load_model("models:/fraud-detector@challenger")
     frame = pd.DataFrame(legit_rows[:50], columns=list(FEATURES))
-    native = load_model("models:/fraud-detector@challenger", trained_store.settings).bundle
+    native = Registry(trained_store.settings).load("models:/fraud-detector@challenger").bundle
     np.testing.assert_allclose(model.predict(frame), native.scorer.predict_proba(legit_rows[:50]), atol=1e-7)

@@ -10,14 +10,13 @@ import psycopg
 import pytest
 
 from fraudcore.errors import NotFoundError, UnavailableError
-from fraudcore.modelstore import connect, load_model
+from fraudcore.registry import Registry
 from fraudcore.settings import Settings
 from tests.conftest import TEST_SEED, TrainedStore, make_settings
 from tests.mlflow_server import mlflow_server
 from tests.net import free_port
-from training import registry
 from training.data import synthetic_source
-from training.gate import GatePolicy, GateRejectedError, check
+from training.gate import GatePolicy, GateRejectedError, gate_verdict
 from training.pipeline import promote, train_and_register
 from training.train import TrainConfig
 
@@ -41,7 +40,7 @@ def run_fraud(settings: Settings, *args: str) -> subprocess.CompletedProcess[str
 
 
 def test_versions_are_listed_with_aliases_and_verdicts(trained_store: TrainedStore) -> None:
-    rows = registry.list_versions(connect(trained_store.settings), "fraud-detector")
+    rows = Registry(trained_store.settings).list_versions()
     assert [r.version for r in rows] == ["2", "1"]
     assert rows[0].aliases == ("challenger",) and rows[1].aliases == ("champion",)
     assert {r.kind for r in rows} == {"xgboost", "logistic"}
@@ -55,16 +54,16 @@ def test_cli_lists_versions(store: Settings) -> None:
 
 
 def test_promotion_gates_against_the_champion_then_moves_aliases(store: Settings) -> None:
-    version, result = promote(store, "@challenger")
+    version, result = promote(Registry(store), "@challenger")
     assert version == "2"
     assert result is not None and result.passed
     assert result.champion is not None  # compared with v1 on the same holdout
-    client = connect(store)
-    assert registry.alias_version(client, "fraud-detector", "champion") == "2"
-    assert registry.alias_version(client, "fraud-detector", "challenger") is None
-    assert promote(store, "2") == ("2", None)  # already champion: nothing to do
+    client = Registry(store)
+    assert client.alias_version("champion") == "2"
+    assert client.alias_version("challenger") is None
+    assert promote(Registry(store), "2") == ("2", None)  # already champion: nothing to do
     with pytest.raises(NotFoundError, match="no @challenger alias"):
-        promote(store, "@challenger")
+        promote(Registry(store), "@challenger")
 
 
 def test_weak_model_is_rejected_with_reason_and_exit_code(store: Settings) -> None:
@@ -73,7 +72,7 @@ def test_weak_model_is_rejected_with_reason_and_exit_code(store: Settings) -> No
     assert "rejected: version 3 rejected:" in result.stderr
     assert "below the floor" in result.stderr
     assert "Traceback" not in result.stderr
-    rows = {r.version: r for r in registry.list_versions(connect(store), "fraud-detector")}
+    rows = {r.version: r for r in Registry(store).list_versions()}
     assert rows["3"].status == "rejected" and "below the floor" in rows["3"].reason
     assert rows["3"].aliases == ()
 
@@ -81,14 +80,14 @@ def test_weak_model_is_rejected_with_reason_and_exit_code(store: Settings) -> No
     assert refused.returncode == 3 and "not promoted" in refused.stderr
     forced = run_fraud(store, "models", "promote", "3", "--force")
     assert forced.returncode == 0, forced.stderr
-    assert registry.alias_version(connect(store), "fraud-detector", "champion") == "3"
+    assert Registry(store).alias_version("champion") == "3"
 
 
 def test_regression_against_the_champion_is_refused(store: Settings) -> None:
-    promote(store, "2")  # the stronger XGBoost model becomes champion
+    promote(Registry(store), "2")  # the stronger XGBoost model becomes champion
     with pytest.raises(GateRejectedError, match="below the champion's"):
-        promote(store, "1")
-    assert registry.alias_version(connect(store), "fraud-detector", "champion") == "2"
+        promote(Registry(store), "1")
+    assert Registry(store).alias_version("champion") == "2"
 
 
 def test_unknown_version_is_a_clear_error(store: Settings) -> None:
@@ -100,9 +99,9 @@ def test_unknown_version_is_a_clear_error(store: Settings) -> None:
 def test_gate_refuses_scores_outside_zero_one() -> None:
     import numpy as np
 
-    verdict = check(np.array([0, 1]), np.array([0.2, 1.5]), 0.5, GatePolicy())
+    verdict = gate_verdict(np.array([0, 1]), np.array([0.2, 1.5]), 0.5, GatePolicy())
     assert not verdict.passed and "finite probabilities" in verdict.summary()
-    verdict = check(np.array([0, 1]), np.array([0.2, np.nan]), 0.5, GatePolicy())
+    verdict = gate_verdict(np.array([0, 1]), np.array([0.2, np.nan]), 0.5, GatePolicy())
     assert not verdict.passed
 
 
@@ -110,9 +109,9 @@ def test_bad_model_uris(trained_store: TrainedStore) -> None:
     from fraudcore.errors import InvalidInputError
 
     with pytest.raises(InvalidInputError, match="is not models:/<name>/<version>"):
-        load_model("models:/fraud-detector/latest", trained_store.settings)
+        Registry(trained_store.settings).load("models:/fraud-detector/latest")
     with pytest.raises(NotFoundError):
-        load_model("models:/fraud-detector/42", trained_store.settings)
+        Registry(trained_store.settings).load("models:/fraud-detector/42")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -135,17 +134,17 @@ def test_tracking_server_workflow_and_cache_fallback(
         settings = make_settings(tmp_path / ".fraud", tracking_uri=url)
         source = synthetic_source(len(synthetic_frame), TEST_SEED, fraud_rate=0.01)
         config = TrainConfig(kind="logistic", seed=TEST_SEED)
-        first = train_and_register(settings, config, source, synthetic_frame)
+        first = train_and_register(Registry(settings), config, source, synthetic_frame)
         assert (first.version, first.alias) == ("1", "champion")
-        served = load_model("models:/fraud-detector@champion", settings)
+        served = Registry(settings).load("models:/fraud-detector@champion")
         assert (served.version, served.from_cache) == ("1", False)
-        rows = registry.list_versions(connect(settings), "fraud-detector")
+        rows = Registry(settings).list_versions()
         assert rows[0].aliases == ("champion",)
     # The server is gone: the alias resolves from the local copy.
-    offline = load_model("models:/fraud-detector@champion", settings)
+    offline = Registry(settings).load("models:/fraud-detector@champion")
     assert (offline.version, offline.from_cache) == ("1", True)
     with pytest.raises(UnavailableError, match="no local copy"):
-        load_model("models:/fraud-detector/5", settings)
+        Registry(settings).load("models:/fraud-detector/5")
     unreachable = make_settings(tmp_path / "other", tracking_uri=f"http://127.0.0.1:{free_port()}")
     with pytest.raises(UnavailableError, match="registry is unreachable"):
-        load_model("models:/fraud-detector@champion", unreachable)
+        Registry(unreachable).load("models:/fraud-detector@champion")

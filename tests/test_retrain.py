@@ -4,11 +4,11 @@ from pathlib import Path
 
 import pytest
 
-from fraudcore.modelstore import connect
+from fraudcore.names import CHALLENGER, CHAMPION, STATUS_TAG
+from fraudcore.registry import Registry
 from fraudcore.settings import Settings
 from tests.conftest import TEST_FRAUD_RATE, make_settings
 from tests.pg import Fraud, log_traffic
-from training import registry
 from training.data import load_source, synthetic_source
 from training.pipeline import train_and_register
 from training.synthetic import generate
@@ -22,7 +22,7 @@ def store(tmp_path: Path) -> Settings:
     """A store of its own (aliases move here) with a logistic champion."""
     settings = make_settings(tmp_path / ".fraud")
     source = synthetic_source(ROWS, SEED, fraud_rate=TEST_FRAUD_RATE)
-    train_and_register(settings, TrainConfig(kind="logistic", seed=SEED), source)
+    train_and_register(Registry(settings), TrainConfig(kind="logistic", seed=SEED), source)
     return settings
 
 
@@ -47,25 +47,26 @@ def test_retrain_after_drift_makes_a_gated_challenger(
     strict = fraud("retrain", "--only-on-drift", FRAUD_GATE_MIN_PR_AUC="0.99", **env)
     assert strict.code == 3
     assert strict.err.strip().splitlines()[-1].startswith("rejected: version 2 rejected: PR-AUC")
-    client = connect(store)
-    assert client.get_model_version(name, "2").tags[registry.STATUS_TAG] == "rejected"
-    assert registry.alias_version(client, name, registry.CHALLENGER) is None
+    registry = Registry(store)
+    client = registry.client
+    assert client.get_model_version(name, "2").tags[STATUS_TAG] == "rejected"
+    assert registry.alias_version(CHALLENGER) is None
 
     result = fraud("retrain", "--only-on-drift", **env)
     assert result.code == 0, result.err
     assert f"{name} version 3 → @challenger" in result.out
     assert "trained with 3,000 labelled rows" in result.out
-    assert registry.alias_version(client, name, registry.CHALLENGER) == "3"
+    assert registry.alias_version(CHALLENGER) == "3"
 
     # The new version's data can be loaded again: promotion re-gates it on the same holdout.
     run_id = client.get_model_version(name, "3").tags["run_id"]
     source = client.get_run(run_id).data.params["data_source"]
     assert source.startswith(synthetic_source(ROWS, SEED, fraud_rate=TEST_FRAUD_RATE) + " + runs:/")
-    assert len(load_source(source)) == ROWS + len(traffic)
+    assert len(load_source(source, registry)) == ROWS + len(traffic)
     promoted = fraud("models", "promote", "@challenger", **env)
     assert promoted.code == 0, promoted.err
-    assert registry.alias_version(client, name, registry.CHAMPION) == "3"
-    assert client.get_model_version(name, "3").tags[registry.STATUS_TAG] == "passed"
+    assert registry.alias_version(CHAMPION) == "3"
+    assert client.get_model_version(name, "3").tags[STATUS_TAG] == "passed"
 
 
 def test_retrain_from_a_labelled_csv(store: Settings, tmp_path: Path, fraud: Fraud) -> None:

@@ -23,7 +23,7 @@ from kserve import InferenceRESTClient, InferInput, InferRequest, RESTConfig
 from prometheus_client.parser import text_string_to_metric_families
 
 from fraudcore import auditdb
-from fraudcore.modelstore import load_model
+from fraudcore.registry import Registry
 from fraudcore.schema import FEATURES
 from tests.conftest import TrainedStore
 from tests.net import free_port, wait_until_ok
@@ -134,7 +134,9 @@ def challenger(store: TrainedStore, workdir: Path, model_uri: str) -> Iterator[S
 def expected(trained_store: TrainedStore) -> tuple[np.ndarray, Any]:
     """Rows from the data set and the challenger bundle that should score them."""
     x = trained_store.frame[list(FEATURES)].to_numpy(np.float32)[:300]
-    bundle = load_model(f"models:/{MODEL}/{trained_store.challenger.version}", trained_store.settings).bundle
+    bundle = (
+        Registry(trained_store.settings).load(f"models:/{MODEL}/{trained_store.challenger.version}").bundle
+    )
     return x, bundle
 
 

@@ -14,13 +14,13 @@ import xgboost as xgb
 from kserve import InferInput, InferRequest
 from prometheus_client import REGISTRY
 
-from fraudcore.modelstore import load_model
+from fraudcore.registry import Registry
 from fraudcore.schema import FEATURES
 from model_server import codec
 from model_server.batching import MicroBatcher
 from model_server.errors import BatchTooLargeError, InvalidRequestError, NotReadyError
 from model_server.metrics import ScoreHistogram
-from model_server.model import FraudModel
+from model_server.model import FraudPredictor
 from model_server.routes import ScoringMiddleware
 from model_server.trees import TOLERANCE, TreeEnsemble, verified_ensemble
 from tests.conftest import TrainedStore, make_settings
@@ -106,9 +106,11 @@ def test_encode_json_and_binary() -> None:
 
 @pytest.fixture(scope="module")
 def challenger(trained_store: TrainedStore) -> xgb.Booster:
-    bundle = load_model(
-        f"models:/fraud-detector/{trained_store.challenger.version}", trained_store.settings
-    ).bundle
+    bundle = (
+        Registry(trained_store.settings)
+        .load(f"models:/fraud-detector/{trained_store.challenger.version}")
+        .bundle
+    )
     return bundle.scorer.booster  # type: ignore[attr-defined, no-any-return]
 
 
@@ -214,7 +216,7 @@ def test_score_histogram_small_and_large_batches() -> None:
 def test_kserve_pipeline_v2_and_v1(trained_store: TrainedStore) -> None:
     """KServe's generic path (gRPC and its own routes) reaches the same scoring code."""
     settings = make_settings(trained_store.settings.home, model_uri="models:/fraud-detector@champion")
-    model = FraudModel("fraud-detector", settings)
+    model = FraudPredictor("fraud-detector", settings)
     with pytest.raises(NotReadyError):
         asyncio.run(model.score(X, "r", time.perf_counter()))
     assert model.load() and model.version == "1"
@@ -245,7 +247,7 @@ def test_unexpected_errors_get_a_fixed_500(
     """A bug in the scoring path (here: an ASGI server handing over a body that is not bytes) is
     answered `{"error": "internal error"}`, counted, and logged once with its traceback."""
     settings = make_settings(trained_store.settings.home, model_uri="models:/fraud-detector@champion")
-    model = FraudModel("fraud-detector", settings)
+    model = FraudPredictor("fraud-detector", settings)
     assert model.load()
     middleware = ScoringMiddleware(lambda *_: None, model, None)  # type: ignore[arg-type]
     sent: list[dict[str, object]] = []

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from fraudcore.errors import DataValidationError
+from fraudcore.registry import Registry
 from fraudcore.schema import COLUMNS, FEATURES, LABEL
 from training.synthetic import FRAUD_RATE, SCENARIOS, generate
 
@@ -112,22 +113,17 @@ def synthetic_source(
     return f"{source},scenario={scenario}" if scenario else source
 
 
-def load_source(source: str) -> pd.DataFrame:
+def load_source(source: str, registry: Registry | None = None) -> pd.DataFrame:
     """A CSV path, `synthetic:rows=N,seed=S[,fraud_rate=R][,scenario=NAME]` (generated data),
-    `runs:/<run id>/<file>` (a CSV logged to the configured MLflow store), or several of these
+    `runs:/<run id>/<file>` (a CSV logged to the registry's MLflow store), or several of these
     joined by ` + ` (concatenated in order, exact duplicate rows dropped)."""
     if SOURCE_JOIN in source:
-        parts = [load_source(part) for part in source.split(SOURCE_JOIN)]
+        parts = [load_source(part, registry) for part in source.split(SOURCE_JOIN)]
         return pd.concat(parts, ignore_index=True).drop_duplicates(ignore_index=True)
     if source.startswith("runs:/"):
-        import mlflow
-        from mlflow.exceptions import MlflowException
-
-        try:
-            local = mlflow.artifacts.download_artifacts(artifact_uri=source)
-        except (MlflowException, OSError) as e:
-            raise DataValidationError(f"data source {source} cannot be downloaded: {e}") from e
-        return load_csv(Path(local))
+        if registry is None:
+            raise DataValidationError(f"data source {source} needs an MLflow store to download from")
+        return load_csv(registry.download(source))
     if not source.startswith(f"{SYNTHETIC}:"):
         return load_csv(Path(source))
     try:

@@ -45,7 +45,7 @@ class GateResult:
         return "passed" if self.passed else "; ".join(self.reasons)
 
 
-def check(
+def gate_verdict(
     y_holdout: np.ndarray,
     candidate_scores: np.ndarray,
     candidate_threshold: float,

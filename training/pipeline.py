@@ -1,25 +1,28 @@
 """Whole lifecycle steps: train → register → gate → alias, and promotion of an existing version."""
 
 import logging
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from fraudcore.bundle import Bundle
+from fraudcore.bundle import Bundle, save_bundle
 from fraudcore.errors import NotFoundError
-from fraudcore.modelstore import connect, load_model
-from fraudcore.settings import Settings
-from training import registry
+from fraudcore.names import CHALLENGER, CHAMPION
+from fraudcore.pyfunc import BUNDLE_ARTIFACT
+from fraudcore.registry import Registry
+from fraudcore.schema import FEATURES
 from training.data import Split, fingerprint, load_source, split
-from training.gate import GatePolicy, GateRejectedError, GateResult, check
-from training.train import TrainConfig, train
+from training.gate import GatePolicy, GateRejectedError, GateResult, gate_verdict
+from training.train import TrainConfig, TrainedModel, train
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class Outcome:
+class Registration:
     """What a training run produced and where the aliases ended up."""
 
     version: str
@@ -28,71 +31,93 @@ class Outcome:
 
 
 def train_and_register(
-    settings: Settings, config: TrainConfig, data_source: str, frame: pd.DataFrame | None = None
-) -> Outcome:
+    registry: Registry, config: TrainConfig, data_source: str, frame: pd.DataFrame | None = None
+) -> Registration:
     """Train on a data source, register the version, gate it, and set `champion` or `challenger`.
 
     The first version that passes the gate becomes champion; later ones become challenger.
     A rejected version stays registered with the reasons and GateRejectedError is raised.
     """
-    frame = load_source(data_source) if frame is None else frame
+    frame = load_source(data_source, registry) if frame is None else frame
     data = split(frame)
     model = train(data, config, fingerprint(frame), data_source)
-    client = connect(settings)
-    name = settings.registered_model
-    version = registry.log_and_register(client, settings, model, run_name=f"train-{config.kind}")
-    champion = registry.alias_version(client, name, registry.CHAMPION)
-    champion_bundle = load_model(f"models:/{name}/{champion}", settings).bundle if champion else None
-    result = _judge(data, model.holdout_scores, model.card.threshold, champion_bundle, settings)
-    registry.record_verdict(client, name, version.version, result)
+    version = register(registry, model, run_name=f"train-{config.kind}")
+    champion = registry.alias_version(CHAMPION)
+    champion_bundle = registry.load_version(champion).bundle if champion else None
+    result = _judge(data, model.holdout_scores, model.card.threshold, champion_bundle, registry)
+    registry.record_verdict(version, result.passed, result.summary())
     if not result.passed:
-        raise GateRejectedError(f"version {version.version} rejected: {result.summary()}")
-    alias = registry.CHALLENGER if champion else registry.CHAMPION
+        raise GateRejectedError(f"version {version} rejected: {result.summary()}")
+    alias = CHALLENGER if champion else CHAMPION
     if champion:
-        registry.set_challenger(client, name, version.version)
+        registry.set_challenger(version)
     else:
-        registry.set_champion(client, name, version.version)
-    logger.info("version %s passed the gate and is now @%s", version.version, alias)
-    return Outcome(str(version.version), alias, result)
+        registry.set_champion(version)
+    logger.info("version %s passed the gate and is now @%s", version, alias)
+    return Registration(version, alias, result)
 
 
-def promote(settings: Settings, version: str, force: bool = False) -> tuple[str, GateResult | None]:
+def register(registry: Registry, model: TrainedModel, run_name: str) -> str:
+    """Hand a trained model to the registry as plain values: its bundle, params, metrics and tags."""
+    card = model.card
+    example = pd.DataFrame(model.reference[:3], columns=list(FEATURES))
+    with tempfile.TemporaryDirectory() as tmp:
+        bundle_dir = Path(tmp) / BUNDLE_ARTIFACT
+        save_bundle(bundle_dir, model.scorer, card, model.reference)
+        return registry.register_bundle(
+            bundle_dir,
+            run_name=run_name,
+            params={**card.params, "data_source": card.data_source},
+            metrics={**{f"holdout_{k}": v for k, v in card.metrics.items()}, "threshold": card.threshold},
+            run_tags={"data_fingerprint": card.data_fingerprint, "model_kind": card.kind},
+            version_tags={
+                "kind": card.kind,
+                "threshold": f"{card.threshold:.6g}",
+                "roc_auc": f"{card.metrics['roc_auc']:.4f}",
+                "pr_auc": f"{card.metrics['pr_auc']:.4f}",
+                "data_fingerprint": card.data_fingerprint,
+            },
+            example=example,
+            example_scores=model.scorer.predict_proba(example.to_numpy()),
+            metadata={"threshold": card.threshold, "kind": card.kind},
+        )
+
+
+def promote(registry: Registry, version: str, force: bool = False) -> tuple[str, GateResult | None]:
     """Make a version (a number, or `@alias`) the champion after gating it against the current one.
 
     Returns the version promoted and the gate's verdict (None when it already was the champion).
     """
-    client = connect(settings)
-    name = settings.registered_model
     if version.startswith("@"):
         alias = version[1:]
-        version = registry.alias_version(client, name, alias) or ""
+        version = registry.alias_version(alias) or ""
         if not version:
-            raise NotFoundError(f"{name} has no @{alias} alias")
-    registry.require_version(client, name, version)
-    champion = registry.alias_version(client, name, registry.CHAMPION)
+            raise NotFoundError(f"{registry.name} has no @{alias} alias")
+    registry.require_version(version)
+    champion = registry.alias_version(CHAMPION)
     result = None
     if champion != version:
-        candidate = load_model(f"models:/{name}/{version}", settings).bundle
-        data = split(load_source(candidate.card.data_source))
-        current = load_model(f"models:/{name}/{champion}", settings).bundle if champion else None
+        candidate = registry.load_version(version).bundle
+        data = split(load_source(candidate.card.data_source, registry))
+        current = registry.load_version(champion).bundle if champion else None
         scores = candidate.scorer.predict_proba(data.x_holdout)
-        result = _judge(data, scores, candidate.card.threshold, current, settings)
-        registry.record_verdict(client, name, version, result)
+        result = _judge(data, scores, candidate.card.threshold, current, registry)
+        registry.record_verdict(version, result.passed, result.summary())
         if not result.passed and not force:
             raise GateRejectedError(f"version {version} not promoted: {result.summary()}")
-    registry.set_champion(client, name, version)
+    registry.set_champion(version)
     return version, result
 
 
 def _judge(
-    data: Split, scores: np.ndarray, threshold: float, champion: Bundle | None, settings: Settings
+    data: Split, scores: np.ndarray, threshold: float, champion: Bundle | None, registry: Registry
 ) -> GateResult:
     champion_scores = champion.scorer.predict_proba(data.x_holdout) if champion else None
-    return check(
+    return gate_verdict(
         data.y_holdout,
         scores,
         threshold,
-        GatePolicy.from_settings(settings),
+        GatePolicy.from_settings(registry.settings),
         champion_scores,
         champion.card.threshold if champion else 0.5,
     )

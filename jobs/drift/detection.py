@@ -8,18 +8,20 @@ same 31 columns), which also sees shifts in the joint distribution; the per-feat
 reported. Labelled rows in the window add the champion's PR-AUC and recall there.
 """
 
+import logging
 import warnings
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any, Literal
 
 import numpy as np
 from sklearn.metrics import average_precision_score
 
 from fraudcore.errors import InvalidInputError
-from fraudcore.modelstore import LoadedModel
+from fraudcore.registry import LoadedModel
 from fraudcore.schema import FEATURES
-from jobs.window import Window
+from jobs.drift.window import Window
 
 Detector = Literal["ks", "classifier"]
 Correction = Literal["bonferroni", "fdr"]
@@ -85,7 +87,7 @@ class DriftResult:
         }
 
 
-def check(
+def detect_drift(
     model: LoadedModel,
     window: Window,
     *,
@@ -110,6 +112,7 @@ def check(
     x_ref = np.column_stack([reference, bundle.scorer.predict_proba(reference)]).astype(np.float32)
     x = np.column_stack([window.features, bundle.scorer.predict_proba(window.features)]).astype(np.float32)
 
+    _quiet_alibi_detect()
     from alibi_detect.cd import KSDrift  # heavy import, only where it is needed
 
     with warnings.catch_warnings():
@@ -140,6 +143,14 @@ def check(
         ran_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
     return result, x_ref, x
+
+
+@cache
+def _quiet_alibi_detect() -> None:
+    """alibi-detect imports transformers, which resets its own logger's level when imported: filter
+    both loggers, once per process."""
+    for noisy in ("alibi_detect", "transformers"):
+        logging.getLogger(noisy).addFilter(lambda record: record.levelno >= logging.ERROR)
 
 
 def _classifier(x_ref: np.ndarray, x: np.ndarray, p_value: float) -> Test:

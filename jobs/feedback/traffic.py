@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from fraudcore.errors import InvalidInputError, UnavailableError
-from jobs.window import Window
+from jobs.drift.window import Window
 
 
 @dataclass

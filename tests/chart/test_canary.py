@@ -18,10 +18,10 @@ from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
 from cli import app
+from fraudcore.names import CHALLENGER, CHAMPION, STATUS_TAG
 from tests.chart import cluster
 from tests.chart.conftest import CHART, REPO
 from tests.net import free_port
-from training.registry import CHALLENGER, CHAMPION, STATUS_TAG, set_challenger, set_champion
 
 pytestmark = pytest.mark.chart
 
@@ -87,8 +87,8 @@ def release(
 ) -> Release:
     """The chart's canary scenario (champion v3, challenger v4, 90/10) applied to the API server."""
     uri, client = registry
-    set_champion(client, MODEL, "3")
-    set_challenger(client, MODEL, "4")
+    client.set_registered_model_alias(MODEL, CHAMPION, "3")
+    client.set_registered_model_alias(MODEL, CHALLENGER, "4")
     for obj in render("-f", str(CHART / "ci" / "canary-values.yaml"), namespace=restricted_namespace):
         kube.apply(obj, namespace=restricted_namespace)
     return Release(kube, restricted_namespace, control_plane.kubeconfig, uri)

@@ -1,0 +1,195 @@
+"""How each deployment mode moves traffic, behind one interface.
+
+Every operation starts from the live objects, computes the target state and patches only what
+differs (JSON patches guarded by `test` ops), so repeating a command is a no-op.
+"""
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from fraudcore.errors import NotFoundError
+from fraudcore.names import (
+    CHALLENGER,
+    CHALLENGER_ANNOTATION,
+    CHAMPION,
+    CHAMPION_ANNOTATION,
+    ROLE_ENV,
+    URI_ENV,
+    version_uri,
+)
+from jobs.canary.kube import Objects
+from jobs.canary.state import (
+    GATEWAY,
+    KSERVE,
+    CanaryState,
+    Mode,
+    backend_indexes,
+    env_index,
+    env_list,
+    knative_state,
+    pinned_model,
+    standard_state,
+)
+
+WaitReady = Callable[[str], None]
+
+
+class Strategy(Protocol):
+    """One release's canary in one deployment mode; each method returns the changes it made."""
+
+    mode: Mode
+
+    def state(self) -> CanaryState: ...
+
+    def set_weight(self, percent: int, challenger_version: int | None) -> list[str]: ...
+
+    def promote(self, wait_ready: WaitReady | None) -> tuple[int, list[str]]:
+        """The champion takes the challenger's version; returns that version and the changes."""
+        ...
+
+    def rollback(self) -> list[str]: ...
+
+
+def _set_env_ops(isvc: dict[str, Any], var: str, value: str) -> list[dict[str, Any]]:
+    """JSON patch ops setting an env var, guarded by a test of its name; none when already set."""
+    i = env_index(isvc, var)
+    if env_list(isvc)[i].get("value") == value:
+        return []
+    path = f"/spec/predictor/containers/0/env/{i}"
+    return [
+        {"op": "test", "path": f"{path}/name", "value": var},
+        {"op": "replace", "path": f"{path}/value", "value": value},
+    ]
+
+
+def _escape(key: str) -> str:
+    return key.replace("~", "~0").replace("/", "~1")
+
+
+class StandardStrategy:
+    """Two InferenceServices, one per role; the HTTPRoute's backendRefs carry the weights."""
+
+    mode: Mode = "Standard"
+
+    def __init__(self, objects: Objects, name: str, champion: dict, challenger: dict, route: dict) -> None:
+        self.objects, self.name = objects, name
+        self.champion, self.challenger, self.route = champion, challenger, route
+
+    def state(self) -> CanaryState:
+        return standard_state(self.champion, self.challenger, self.route)
+
+    def set_weight(self, percent: int, challenger_version: int | None) -> list[str]:
+        changes = self._set_version(self.challenger, challenger_version) if challenger_version else []
+        return changes + self._set_weights(percent)
+
+    def promote(self, wait_ready: WaitReady | None) -> tuple[int, list[str]]:
+        version = pinned_model(self.challenger)[1]
+        changes = self._set_version(self.champion, version)
+        if changes and wait_ready:
+            wait_ready(self.champion["metadata"]["name"])
+        return version, changes + self._set_weights(0)
+
+    def rollback(self) -> list[str]:
+        return self._set_weights(0)
+
+    def _set_weights(self, challenger_weight: int) -> list[str]:
+        i_champion, i_challenger, refs = backend_indexes(
+            self.route, self.champion["metadata"]["name"], self.challenger["metadata"]["name"]
+        )
+        ops: list[dict[str, Any]] = []
+        for i, weight in ((i_champion, 100 - challenger_weight), (i_challenger, challenger_weight)):
+            if refs[i].get("weight") != weight:
+                path = f"/spec/rules/0/backendRefs/{i}"
+                ops += [
+                    {"op": "test", "path": f"{path}/name", "value": refs[i]["name"]},
+                    {
+                        "op": "replace" if "weight" in refs[i] else "add",
+                        "path": f"{path}/weight",
+                        "value": weight,
+                    },
+                ]
+        if not ops:
+            return []
+        self.objects.patch(GATEWAY, self.name, ops)
+        return [f"weights {100 - challenger_weight}/{challenger_weight}"]
+
+    def _set_version(self, isvc: dict[str, Any], version: int) -> list[str]:
+        uri = version_uri(pinned_model(isvc)[0], version)
+        ops = _set_env_ops(isvc, URI_ENV, uri)
+        if not ops:
+            return []
+        self.objects.patch(KSERVE, isvc["metadata"]["name"], ops)
+        return [f"{isvc['metadata']['name']} → {uri}"]
+
+
+class KnativeStrategy:
+    """One InferenceService whose newest revision gets `canaryTrafficPercent`."""
+
+    mode: Mode = "Knative"
+
+    def __init__(self, objects: Objects, name: str, isvc: dict) -> None:
+        self.objects, self.name, self.isvc = objects, name, isvc
+
+    def state(self) -> CanaryState:
+        return knative_state(self.isvc)
+
+    def set_weight(self, percent: int, challenger_version: int | None) -> list[str]:
+        state = self.state()
+        target = challenger_version or state.challenger_version
+        return self._apply(champion=state.champion_version, challenger=target, weight=percent)
+
+    def promote(self, wait_ready: WaitReady | None) -> tuple[int, list[str]]:
+        version = self.state().challenger_version
+        changes = self._apply(champion=version, challenger=version, weight=0)
+        if changes and wait_ready:
+            wait_ready(self.name)
+        return version, changes
+
+    def rollback(self) -> list[str]:
+        state = self.state()
+        return self._apply(champion=state.champion_version, challenger=state.challenger_version, weight=0)
+
+    def _apply(self, *, champion: int, challenger: int, weight: int) -> list[str]:
+        """Bring the InferenceService to: serve `challenger` at `weight` % (or only the champion when
+        weight is 0), with both versions recorded in its annotations."""
+        isvc = self.isvc
+        serve, role = (challenger, CHALLENGER) if weight > 0 else (champion, CHAMPION)
+        ops = _set_env_ops(isvc, URI_ENV, version_uri(pinned_model(isvc)[0], serve))
+        ops += _set_env_ops(isvc, ROLE_ENV, role)
+        annotations = isvc["metadata"].get("annotations") or {}
+        if not annotations:
+            ops.append({"op": "add", "path": "/metadata/annotations", "value": {}})
+        for key, value in ((CHAMPION_ANNOTATION, champion), (CHALLENGER_ANNOTATION, challenger)):
+            if annotations.get(key) != str(value):
+                ops.append(
+                    {"op": "add", "path": f"/metadata/annotations/{_escape(key)}", "value": str(value)}
+                )
+        current = isvc["spec"]["predictor"].get("canaryTrafficPercent")
+        if weight > 0 and current != weight:
+            ops.append({"op": "add", "path": "/spec/predictor/canaryTrafficPercent", "value": weight})
+        elif weight == 0 and current is not None:
+            ops.append({"op": "remove", "path": "/spec/predictor/canaryTrafficPercent"})
+        if not ops:
+            return []
+        self.objects.patch(KSERVE, self.name, ops)
+        return [f"{self.name} serves v{serve} ({role}), canaryTrafficPercent {weight or 'unset'}"]
+
+
+def strategy_for(objects: Objects, name: str) -> Strategy:
+    """Read the release's live objects once and pick the strategy their shape calls for."""
+    champion = objects.get(KSERVE, f"{name}-champion")
+    if champion is not None:
+        challenger = objects.get(KSERVE, f"{name}-challenger")
+        if challenger is None:
+            raise NotFoundError(f"InferenceService {name}-challenger not found in {objects.namespace}")
+        route = objects.get(GATEWAY, name)
+        if route is None:
+            raise NotFoundError(f"HTTPRoute {name} not found in {objects.namespace}")
+        return StandardStrategy(objects, name, champion, challenger, route)
+    single = objects.get(KSERVE, name)
+    if single is None:
+        raise NotFoundError(
+            f"no InferenceService {name}-champion or {name} in namespace {objects.namespace} "
+            "(--name is the release's full name, as printed by helm install)"
+        )
+    return KnativeStrategy(objects, name, single)
