@@ -50,7 +50,9 @@ def main() -> None:
     args = parser.parse_args()
 
     frame = generate(rows=args.train_rows, seed=42)
-    trained = train(split(frame), TrainConfig(kind=args.model, rounds=150), "benchmark", "benchmark")
+    trained = train(
+        split(frame), TrainConfig.from_settings(Settings(), args.model, rounds=150), "benchmark", "benchmark"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         save_bundle(Path(tmp), trained.scorer, trained.card, trained.reference)
         champion = LoadedModel(load_bundle(Path(tmp)), "benchmark", "1")

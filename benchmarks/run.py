@@ -32,6 +32,7 @@ import numpy as np
 import xgboost as xgb
 
 from fraudcore.bundle import save_bundle
+from fraudcore.settings import Settings
 from training.data import fingerprint, split, synthetic_source
 from training.synthetic import KAGGLE_ROWS, generate
 from training.train import TrainConfig, train
@@ -120,7 +121,9 @@ def build_model(work: Path, rows: int) -> tuple[Path, np.ndarray]:
     step(f"training XGBoost on {rows:,} synthetic rows")
     frame = generate(rows=rows, seed=42)
     data = split(frame)
-    model = train(data, TrainConfig(kind="xgboost"), fingerprint(frame), synthetic_source(rows, 42))
+    model = train(
+        data, TrainConfig.from_settings(Settings(), "xgboost"), fingerprint(frame), synthetic_source(rows, 42)
+    )
     bundle = work / "bundle"
     save_bundle(bundle, model.scorer, model.card, model.reference)
     return bundle, data.x_holdout[:BATCH]

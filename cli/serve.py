@@ -1,12 +1,9 @@
 """`fraud serve`: run the KServe predictor locally on one model."""
 
-from typing import Literal
-
 import typer
 
 from cli.common import settings
-
-Role = Literal["champion", "challenger"]
+from fraudcore.names import Role
 
 
 def serve(

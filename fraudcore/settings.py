@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-Role = Literal["champion", "challenger"]
+from fraudcore.names import CHAMPION, Role
 
 
 class Settings(BaseSettings):
@@ -32,7 +32,7 @@ class Settings(BaseSettings):
     model_uri: str = "models:/fraud-detector@champion"
     """Model the predictor serves: `models:/<name>/<version>`, `models:/<name>@<alias>` or a path."""
 
-    model_role: Role = "champion"
+    model_role: Role = CHAMPION
     """Role the predictor plays in the canary; reported in headers and metrics."""
 
     fail_fast: bool = True
@@ -88,6 +88,15 @@ class Settings(BaseSettings):
     cost_false_alarm: float = Field(default=5.0, gt=0)
     """Cost of blocking one legitimate transaction; used to choose the decision threshold."""
 
+    xgboost_rounds: int = Field(default=400, gt=0)
+    """Training: XGBoost boosting rounds (early stopping on validation PR-AUC applies)."""
+
+    xgboost_max_depth: int = Field(default=4, gt=0)
+    """Training: XGBoost tree depth."""
+
+    xgboost_learning_rate: float = Field(default=0.08, gt=0, le=1)
+    """Training: XGBoost learning rate."""
+
     gate_min_roc_auc: float = Field(default=0.90, ge=0, le=1)
     """Validation gate: lowest ROC-AUC on the holdout a version may have to get an alias."""
 
@@ -102,6 +111,11 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
     """Log level of services and jobs."""
+
+    @property
+    def data_dir(self) -> Path:
+        """Generated transaction data (`fraud data generate`)."""
+        return self.home / "data"
 
     @property
     def resolved_tracking_uri(self) -> str:

@@ -73,12 +73,12 @@ def retrain(registry: Registry, labelled: Window | None = None, only_on_drift: b
 
 
 def _config(settings: Settings, params: dict[str, str | int | float]) -> TrainConfig:
-    """The champion's own model family and hyper-parameters, with today's decision costs."""
-    tuned = {key: params[key] for key in ("rounds", "max_depth", "learning_rate") if key in params}
-    return TrainConfig(
-        kind="logistic" if params.get("kind") == "logistic" else "xgboost",
-        seed=int(params.get("seed", settings.seed)),
-        cost_missed_fraud=settings.cost_missed_fraud,
-        cost_false_alarm=settings.cost_false_alarm,
-        **tuned,  # type: ignore[arg-type]
+    """The champion's own model family, hyper-parameters and seed, with today's decision costs."""
+    return TrainConfig.from_settings(
+        settings,
+        "logistic" if params.get("kind") == "logistic" else "xgboost",
+        rounds=params.get("rounds"),
+        max_depth=params.get("max_depth"),
+        learning_rate=params.get("learning_rate"),
+        seed=int(params["seed"]) if "seed" in params else None,
     )

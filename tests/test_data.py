@@ -59,7 +59,7 @@ def test_missing_and_unreadable_files(tmp_path: Path) -> None:
 
 
 def test_full_size_generation_matches_the_public_schema() -> None:
-    frame = generate()
+    frame = generate(seed=42)
     assert frame.shape == (KAGGLE_ROWS, len(COLUMNS))
     assert list(frame.columns) == list(COLUMNS)
     assert frame[LABEL].mean() == pytest.approx(FRAUD_RATE, rel=0.02)

@@ -99,9 +99,10 @@ def test_unknown_version_is_a_clear_error(store: Settings) -> None:
 def test_gate_refuses_scores_outside_zero_one() -> None:
     import numpy as np
 
-    verdict = gate_verdict(np.array([0, 1]), np.array([0.2, 1.5]), 0.5, GatePolicy())
+    policy = GatePolicy.from_settings(make_settings(Path(".fraud")))
+    verdict = gate_verdict(np.array([0, 1]), np.array([0.2, 1.5]), 0.5, policy)
     assert not verdict.passed and "finite probabilities" in verdict.summary()
-    verdict = gate_verdict(np.array([0, 1]), np.array([0.2, np.nan]), 0.5, GatePolicy())
+    verdict = gate_verdict(np.array([0, 1]), np.array([0.2, np.nan]), 0.5, policy)
     assert not verdict.passed
 
 
@@ -133,7 +134,7 @@ def test_tracking_server_workflow_and_cache_fallback(
     with mlflow_server(tmp_path / "server", backend_store_uri) as url:
         settings = make_settings(tmp_path / ".fraud", tracking_uri=url)
         source = synthetic_source(len(synthetic_frame), TEST_SEED, fraud_rate=0.01)
-        config = TrainConfig(kind="logistic", seed=TEST_SEED)
+        config = TrainConfig.from_settings(settings, "logistic", seed=TEST_SEED)
         first = train_and_register(Registry(settings), config, source, synthetic_frame)
         assert (first.version, first.alias) == ("1", "champion")
         served = Registry(settings).load("models:/fraud-detector@champion")

@@ -22,7 +22,7 @@ def store(tmp_path: Path) -> Settings:
     """A store of its own (aliases move here) with a logistic champion."""
     settings = make_settings(tmp_path / ".fraud")
     source = synthetic_source(ROWS, SEED, fraud_rate=TEST_FRAUD_RATE)
-    train_and_register(Registry(settings), TrainConfig(kind="logistic", seed=SEED), source)
+    train_and_register(Registry(settings), TrainConfig.from_settings(settings, "logistic", seed=SEED), source)
     return settings
 
 

@@ -20,9 +20,9 @@ class GateRejectedError(FraudError):
 class GatePolicy:
     """Floors on the holdout and the largest regression against the champion allowed."""
 
-    min_roc_auc: float = 0.90
-    min_pr_auc: float = 0.50
-    max_regression: float = 0.02
+    min_roc_auc: float
+    min_pr_auc: float
+    max_regression: float
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "GatePolicy":

@@ -21,7 +21,6 @@ from fraudcore.schema import FEATURES, LABEL
 
 KAGGLE_ROWS = 284_807
 FRAUD_RATE = 0.00172
-TWO_DAYS = 172_800.0
 
 _SCALES = np.linspace(1.9, 0.3, 28)
 _DIRECTION = np.zeros(28)
@@ -76,7 +75,8 @@ def _hourly_weights(night_boost: float) -> np.ndarray:
 
 def generate(
     rows: int = KAGGLE_ROWS,
-    seed: int = 42,
+    *,
+    seed: int,
     fraud_rate: float = FRAUD_RATE,
     scenario: str | None = None,
 ) -> pd.DataFrame:

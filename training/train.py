@@ -4,34 +4,48 @@ import logging
 import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any
 
 import numpy as np
 import xgboost as xgb
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from fraudcore.bundle import LogisticScorer, ModelCard, Scorer, XGBoostScorer
+from fraudcore.bundle import LogisticScorer, ModelCard, ModelKind, Scorer, XGBoostScorer
+from fraudcore.settings import Settings
 from training.data import Split
 from training.evaluate import choose_threshold, score_metrics
 
 logger = logging.getLogger(__name__)
 
-ModelKind = Literal["xgboost", "logistic"]
 REFERENCE_ROWS = 5_000
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Hyper-parameters and decision costs of one training run."""
+    """Hyper-parameters and decision costs of one training run (defaults: `from_settings`)."""
 
-    kind: ModelKind = "xgboost"
-    rounds: int = 400
-    max_depth: int = 4
-    learning_rate: float = 0.08
-    cost_missed_fraud: float = 100.0
-    cost_false_alarm: float = 5.0
-    seed: int = 42
+    kind: ModelKind
+    rounds: int
+    max_depth: int
+    learning_rate: float
+    cost_missed_fraud: float
+    cost_false_alarm: float
+    seed: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings, kind: ModelKind, **overrides: Any) -> "TrainConfig":
+        """The configured hyper-parameters, costs and seed; `overrides` that are not None win."""
+        values = {
+            "rounds": settings.xgboost_rounds,
+            "max_depth": settings.xgboost_max_depth,
+            "learning_rate": settings.xgboost_learning_rate,
+            "cost_missed_fraud": settings.cost_missed_fraud,
+            "cost_false_alarm": settings.cost_false_alarm,
+            "seed": settings.seed,
+        }
+        values |= {key: value for key, value in overrides.items() if value is not None}
+        return cls(kind=kind, **values)
 
     def params(self) -> dict[str, str | int | float]:
         if self.kind == "logistic":
