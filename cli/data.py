@@ -15,11 +15,11 @@ app = typer.Typer(help="Generate or check data in the credit-card fraud schema."
 def generate_command(
     ctx: typer.Context,
     out: Path | None = typer.Option(
-        None, "--out", "-o", help="CSV to write [default: FRAUD_HOME/data/transactions.csv]."
+        None, "--out", "-o", help="CSV to write \\[default: FRAUD_HOME/data/transactions.csv]."
     ),
     rows: int = typer.Option(KAGGLE_ROWS, min=100, help="Number of transactions."),
     seed: int | None = typer.Option(
-        None, help="Random seed; the same seed gives the same data [default: FRAUD_SEED]."
+        None, help="Random seed; the same seed gives the same data \\[default: FRAUD_SEED]."
     ),
     scenario: str | None = typer.Option(None, help=f"Drift scenario to apply: {', '.join(SCENARIOS)}."),
 ) -> None:

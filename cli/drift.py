@@ -35,7 +35,7 @@ def drift(
         None, "--data", "-d", help="CSV window (credit-card schema, Class optional) instead of the audit log."
     ),
     rows: int | None = typer.Option(
-        None, "--rows", min=1, help="Most recent logged rows to test [default: FRAUD_DRIFT_WINDOW_ROWS]."
+        None, "--rows", min=1, help="Most recent logged rows to test \\[default: FRAUD_DRIFT_WINDOW_ROWS]."
     ),
     since: str | None = typer.Option(None, "--since", help="Only rows logged within this age: 30m, 6h, 7d."),
     detector: Detector = typer.Option(
@@ -44,10 +44,10 @@ def drift(
         help="ks: per-feature KS with correction; classifier: a domain classifier decides.",
     ),
     correction: Correction | None = typer.Option(
-        None, "--correction", help="Multiple-testing correction [default: FRAUD_DRIFT_CORRECTION]."
+        None, "--correction", help="Multiple-testing correction \\[default: FRAUD_DRIFT_CORRECTION]."
     ),
     model_uri: str | None = typer.Option(
-        None, "--model-uri", help="Model whose reference sample is the baseline [default: the champion]."
+        None, "--model-uri", help="Model whose reference sample is the baseline \\[default: the champion]."
     ),
     fail_on_drift: bool = typer.Option(
         True, "--fail-on-drift/--no-fail-on-drift", help="Exit 4 on drift (off: exit 0, e.g. in a CronJob)."
@@ -56,7 +56,7 @@ def drift(
         None,
         "--out",
         "-o",
-        help="Directory for drift.json and drift.html [default: .fraud/reports/drift-<time>].",
+        help="Directory for drift.json and drift.html \\[default: .fraud/reports/drift-<time>].",
     ),
 ) -> None:
     """Test a window of scored transactions against the champion's training sample.

@@ -19,14 +19,14 @@ def retrain(
     only_on_drift: bool | None = typer.Option(
         None,
         "--only-on-drift/--always",
-        help="Skip unless the last drift check found drift [default: FRAUD_RETRAIN_ONLY_ON_DRIFT].",
+        help="Skip unless the last drift check found drift \\[default: FRAUD_RETRAIN_ONLY_ON_DRIFT].",
     ),
     canary_percent: int | None = typer.Option(
         None,
         "--canary-percent",
         min=0,
         max=100,
-        help="Send this % of live traffic to a new challenger [default: FRAUD_RETRAIN_CANARY_PERCENT].",
+        help="Send this % of live traffic to a new challenger \\[default: FRAUD_RETRAIN_CANARY_PERCENT].",
     ),
     namespace: Namespace = None,
     name: Name = DEFAULT_NAME,

@@ -18,14 +18,14 @@ def send_command(
     data: Path = typer.Argument(..., help="CSV in the credit-card schema (Class optional)."),
     url: str = typer.Option("http://127.0.0.1:8080", "--url", help="Predictor (or gateway) base URL."),
     model: str | None = typer.Option(
-        None, "--model", help="Model name in the URL [default: registered model]."
+        None, "--model", help="Model name in the URL \\[default: registered model]."
     ),
     batch: int = typer.Option(100, "--batch", min=1, help="Transactions per request."),
     labels_out: Path | None = typer.Option(
         None, "--labels-out", help="Write request_id,row,label for `fraud labels ingest` (needs Class)."
     ),
     prefix: str | None = typer.Option(
-        None, "--request-prefix", help="Request id prefix [default: file name + time]."
+        None, "--request-prefix", help="Request id prefix \\[default: file name + time]."
     ),
 ) -> None:
     """Score every transaction of DATA over the v2 protocol, one request per batch with its own request id."""

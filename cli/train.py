@@ -21,13 +21,13 @@ def train(
     ),
     rows: int = typer.Option(KAGGLE_ROWS, min=1000, help="Rows of synthetic data when no --data."),
     rounds: int | None = typer.Option(
-        None, min=1, help="XGBoost boosting rounds, early stopping applies [default: FRAUD_XGBOOST_ROUNDS]."
+        None, min=1, help="XGBoost boosting rounds, early stopping applies \\[default: FRAUD_XGBOOST_ROUNDS]."
     ),
     max_depth: int | None = typer.Option(
-        None, min=1, help="XGBoost tree depth [default: FRAUD_XGBOOST_MAX_DEPTH]."
+        None, min=1, help="XGBoost tree depth \\[default: FRAUD_XGBOOST_MAX_DEPTH]."
     ),
     learning_rate: float | None = typer.Option(
-        None, min=1e-4, max=1.0, help="XGBoost learning rate [default: FRAUD_XGBOOST_LEARNING_RATE]."
+        None, min=1e-4, max=1.0, help="XGBoost learning rate \\[default: FRAUD_XGBOOST_LEARNING_RATE]."
     ),
 ) -> None:
     """Train a model and register it as a new version of the registered model.
