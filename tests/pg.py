@@ -22,7 +22,7 @@ from cli import main
 from fraudcore import auditdb
 from fraudcore.schema import FEATURES, LABEL
 from model_server.audit import AuditLog
-from tests.net import free_port
+from tests.support import free_port
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "postgres.sh"
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.net import free_port
+from tests.support import free_port
 
 API_SERVER_START_TIMEOUT = 90.0
 

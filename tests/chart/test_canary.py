@@ -21,7 +21,7 @@ from cli import app
 from fraudcore.names import CHALLENGER, CHAMPION, STATUS_TAG
 from tests.chart import cluster
 from tests.chart.conftest import CHART, REPO
-from tests.net import free_port
+from tests.support import free_port
 
 pytestmark = pytest.mark.chart
 

@@ -416,4 +416,6 @@ def _dashboard_exprs(dashboard: dict) -> list[tuple[str, str]]:
 
 def test_helm_test_passes(cluster: Cluster, release: Release) -> None:
     out = cluster.helm_("test", RELEASE, "-n", NAMESPACE, "--timeout", "5m")
-    assert "Phase:          Succeeded" in out or "Succeeded" in out, out
+    phases = re.findall(r"^Phase:\s+(\w+)", out, flags=re.MULTILINE)
+    assert phases, out
+    assert set(phases) == {"Succeeded"}, out

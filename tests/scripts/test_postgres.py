@@ -11,8 +11,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.net import free_port
 from tests.pg import SCRIPT, Postgres
+from tests.support import free_port
 
 
 def test_a_taken_port_is_refused_with_one_line(postgres: Postgres) -> None:

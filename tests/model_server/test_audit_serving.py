@@ -2,8 +2,6 @@
 rows in PostgreSQL under the clients' request ids, labels attached with `fraud labels ingest`."""
 
 import os
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -12,8 +10,8 @@ import pytest
 
 from fraudcore import auditdb
 from tests.conftest import TEST_FRAUD_RATE, TrainedStore
-from tests.net import free_port, wait_until_ok
 from tests.pg import Fraud
+from tests.support import running, start_server
 from training.synthetic import generate
 
 
@@ -23,32 +21,28 @@ def test_scored_traffic_is_audited_and_labelled(
     home = str(trained_store.settings.home)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FRAUD_", "MLFLOW_"))}
     env |= {"FRAUD_HOME": home, "FRAUD_AUDIT_DSN": audit_dsn}
-    port, log = free_port(), tmp_path / "serve.log"
     command = [
         str(Path(sys.executable).with_name("fraud")),
         "serve",
         "--port",
-        str(port),
+        "{port}",
         "--role",
         "champion",
     ]
-    with log.open("w") as out:
-        server = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_ok(f"{url}/v2/health/ready", server, log)
+    # Stopped by SIGINT when the block ends: a clean shutdown flushes the audit buffer.
+    server = start_server(command, tmp_path, env, probe="/v2/health/ready")
+    with running(server):
+        server.wait()
         data = tmp_path / "traffic.csv"
         frame = generate(rows=500, seed=21, fraud_rate=TEST_FRAUD_RATE)
         frame.to_csv(data, index=False)
         labels = tmp_path / "labels.csv"
-        args = ("--url", url, "--batch", "50", "--labels-out", str(labels), "--request-prefix", "t")
+        args = ("--url", server.url, "--batch", "50", "--labels-out", str(labels), "--request-prefix", "t")
         sent = fraud("traffic", "send", str(data), *args, FRAUD_HOME=home)
         assert sent.code == 0, sent.err
         assert "scored 500 transactions in 10 requests" in sent.out
         assert "(version 1: 10)" in sent.out
-    finally:
-        server.send_signal(signal.SIGINT)  # a clean shutdown flushes the audit buffer
-        server.wait(timeout=30)
+    assert server.process.returncode == 0, server.log.read_text()[-3000:]
 
     with psycopg.connect(audit_dsn) as conn:
         requests = conn.execute(

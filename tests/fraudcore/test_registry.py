@@ -13,8 +13,7 @@ from fraudcore.errors import NotFoundError, UnavailableError
 from fraudcore.registry import Registry
 from fraudcore.settings import Settings
 from tests.conftest import TEST_SEED, TrainedStore, make_settings
-from tests.mlflow_server import mlflow_server
-from tests.net import free_port
+from tests.support import free_port, mlflow_server
 from training.data import synthetic_source
 from training.gate import GatePolicy, GateRejectedError, gate_verdict
 from training.pipeline import promote, train_and_register

@@ -4,13 +4,10 @@ readiness, metrics, request ids, the shared token, the registry-outage cache and
 import asyncio
 import json
 import os
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,38 +23,11 @@ from fraudcore import auditdb
 from fraudcore.registry import Registry
 from fraudcore.schema import FEATURES
 from tests.conftest import TrainedStore
-from tests.net import free_port, wait_until_ok
+from tests.support import ServerProcess, free_port, running, start_server
 
 MODEL = "fraud-detector"
 MAX_ROWS = 500
 TOKEN = "s3cret-token"
-
-
-@dataclass
-class Server:
-    """A predictor process started by `launch`."""
-
-    url: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def wait(self, probe: str = "/v2/health/ready") -> "Server":
-        wait_until_ok(self.url + probe, self.process, self.log)
-        return self
-
-    def stop(self) -> None:
-        """SIGINT, as Kubernetes would send SIGTERM: the server shuts down cleanly."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-    def log_records(self) -> list[dict[str, Any]]:
-        lines = self.log.read_text().splitlines()
-        return [json.loads(line) for line in lines if line.startswith("{")]
 
 
 def server_env(store: TrainedStore, **env: str) -> dict[str, str]:
@@ -67,32 +37,16 @@ def server_env(store: TrainedStore, **env: str) -> dict[str, str]:
     return {**base, "FRAUD_HOME": str(store.settings.home), **env}
 
 
-def launch(workdir: Path, env: dict[str, str], command: list[str] | None = None) -> Server:
+def launch(workdir: Path, env: dict[str, str], command: list[str] | None = None) -> ServerProcess:
     """Start `python -m model_server` (or `command`, with {port} filled in) in the background."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    log = workdir / f"server-{port}.log"
     args = command or [sys.executable, "-m", "model_server", "--model_name", MODEL, "--http_port", "{port}"]
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [a.format(port=port) for a in args], env=env, cwd=workdir, stdout=out, stderr=subprocess.STDOUT
-        )
-    return Server(f"http://127.0.0.1:{port}", process, log)
-
-
-@contextmanager
-def running(*servers: Server) -> Iterator[None]:
-    try:
-        yield
-    finally:
-        for server in servers:
-            server.stop()
+    return start_server(args, workdir, env, probe="/v2/health/ready")
 
 
 @pytest.fixture(scope="module")
 def others(
     trained_store: TrainedStore, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[dict[str, Server]]:
+) -> Iterator[dict[str, ServerProcess]]:
     """Servers started alongside the main one to share the start-up wait: a model that cannot be
     loaded (fail-fast off, and on) and the logistic champion run by `fraud serve`."""
     workdir = tmp_path_factory.mktemp("others")
@@ -110,8 +64,8 @@ def others(
 
 @pytest.fixture(scope="module")
 def server(
-    trained_store: TrainedStore, tmp_path_factory: pytest.TempPathFactory, others: dict[str, Server]
-) -> Iterator[Server]:
+    trained_store: TrainedStore, tmp_path_factory: pytest.TempPathFactory, others: dict[str, ServerProcess]
+) -> Iterator[ServerProcess]:
     """The XGBoost challenger, named by alias, with a small batch limit."""
     with challenger(
         trained_store, tmp_path_factory.mktemp("predictor"), f"models:/{MODEL}@challenger"
@@ -120,7 +74,7 @@ def server(
 
 
 @contextmanager
-def challenger(store: TrainedStore, workdir: Path, model_uri: str) -> Iterator[Server]:
+def challenger(store: TrainedStore, workdir: Path, model_uri: str) -> Iterator[ServerProcess]:
     """A ready predictor serving `model_uri` as the challenger, at most MAX_ROWS rows per request."""
     env = server_env(
         store, FRAUD_MODEL_URI=model_uri, FRAUD_MODEL_ROLE="challenger", FRAUD_MAX_BATCH_ROWS=str(MAX_ROWS)
@@ -163,7 +117,7 @@ def sample(samples: list[tuple[str, dict[str, str], float]], name: str, **labels
 # --- scoring ---------------------------------------------------------------------------------------
 
 
-def test_tritonclient_json_and_binary(server: Server, expected: tuple[np.ndarray, Any]) -> None:
+def test_tritonclient_json_and_binary(server: ServerProcess, expected: tuple[np.ndarray, Any]) -> None:
     x, bundle = expected
     client = triton.InferenceServerClient(url=server.url.removeprefix("http://"))
     assert client.is_server_ready() and client.is_model_ready(MODEL)
@@ -183,7 +137,7 @@ def test_tritonclient_json_and_binary(server: Server, expected: tuple[np.ndarray
     client.close()
 
 
-def test_single_rows_match_the_model(server: Server, expected: tuple[np.ndarray, Any]) -> None:
+def test_single_rows_match_the_model(server: ServerProcess, expected: tuple[np.ndarray, Any]) -> None:
     """Single rows take the numpy tree path; scores match XGBoost to 1e-6 (concurrently, so batched)."""
     x, bundle = expected
 
@@ -197,7 +151,9 @@ def test_single_rows_match_the_model(server: Server, expected: tuple[np.ndarray,
     np.testing.assert_allclose(asyncio.run(score_all()), bundle.scorer.predict_proba(x[:64]), atol=1e-6)
 
 
-def test_kserve_client_matrix_columns_and_binary(server: Server, expected: tuple[np.ndarray, Any]) -> None:
+def test_kserve_client_matrix_columns_and_binary(
+    server: ServerProcess, expected: tuple[np.ndarray, Any]
+) -> None:
     x, bundle = expected
     want = bundle.scorer.predict_proba(x[:20])
 
@@ -225,7 +181,7 @@ def test_kserve_client_matrix_columns_and_binary(server: Server, expected: tuple
         np.testing.assert_allclose(scores, want, atol=1e-6)
 
 
-def test_raw_columnar_fp64(server: Server, expected: tuple[np.ndarray, Any]) -> None:
+def test_raw_columnar_fp64(server: ServerProcess, expected: tuple[np.ndarray, Any]) -> None:
     x, bundle = expected
     reply = httpx.post(f"{server.url}/v2/models/{MODEL}/infer", json=columnar_body(x[:7]))
     assert reply.status_code == 200
@@ -236,7 +192,7 @@ def test_raw_columnar_fp64(server: Server, expected: tuple[np.ndarray, Any]) -> 
     )
 
 
-def test_v1_dicts_and_lists(server: Server, expected: tuple[np.ndarray, Any]) -> None:
+def test_v1_dicts_and_lists(server: ServerProcess, expected: tuple[np.ndarray, Any]) -> None:
     x, bundle = expected
     want = bundle.scorer.predict_proba(x[:3])
 
@@ -255,7 +211,7 @@ def test_v1_dicts_and_lists(server: Server, expected: tuple[np.ndarray, Any]) ->
         assert [p["is_fraud"] for p in reply["predictions"]] == (want >= bundle.card.threshold).tolist()
 
 
-def test_headers_and_request_id(server: Server) -> None:
+def test_headers_and_request_id(server: ServerProcess) -> None:
     body = infer_body(np.zeros((1, 30), np.float32))
     echoed = httpx.post(
         f"{server.url}/v2/models/{MODEL}/infer", json=body, headers={"x-request-id": "trace-42"}
@@ -272,7 +228,7 @@ def test_headers_and_request_id(server: Server) -> None:
     )
 
 
-def test_model_metadata_and_readiness(server: Server, trained_store: TrainedStore) -> None:
+def test_model_metadata_and_readiness(server: ServerProcess, trained_store: TrainedStore) -> None:
     meta = httpx.get(f"{server.url}/v2/models/{MODEL}").json()
     assert meta["versions"] == ["2"] and meta["platform"] == "xgboost"
     params = meta["parameters"]
@@ -331,7 +287,7 @@ ERRORS: list[tuple[str, Any, int, str, str]] = [
     ("body", "status", "message", "reason"), [e[1:] for e in ERRORS], ids=[e[0] for e in ERRORS]
 )
 def test_v2_client_mistakes_get_4xx(
-    server: Server, body: Any, status: int, message: str, reason: str
+    server: ServerProcess, body: Any, status: int, message: str, reason: str
 ) -> None:
     before = sample(metric_samples(server.url), "fraud_rejected_requests_total", reason=reason)
     content = body if isinstance(body, bytes) else json.dumps(body).encode()
@@ -345,7 +301,7 @@ def test_v2_client_mistakes_get_4xx(
     assert after == before + 1
 
 
-def test_binary_nan_and_bad_sizes(server: Server) -> None:
+def test_binary_nan_and_bad_sizes(server: ServerProcess) -> None:
     header = json.dumps({"inputs": [{"name": "x", "shape": [1, 30], "datatype": "FP32",
                                      "parameters": {"binary_data_size": 120}}]}).encode()  # fmt: skip
     url = f"{server.url}/v2/models/{MODEL}/infer"
@@ -363,7 +319,7 @@ def test_binary_nan_and_bad_sizes(server: Server) -> None:
     assert huge.status_code == 413 and "request body of 600000 bytes" in huge.json()["error"]
 
 
-def test_wrong_model_name_and_v1_mistakes(server: Server) -> None:
+def test_wrong_model_name_and_v1_mistakes(server: ServerProcess) -> None:
     wrong = httpx.post(f"{server.url}/v2/models/other/infer", json=infer_body(np.zeros((1, 30), np.float32)))
     assert wrong.status_code == 404 and "'other' is not served here" in wrong.json()["error"]
     v1 = f"{server.url}/v1/models/{MODEL}:predict"
@@ -379,7 +335,7 @@ def test_wrong_model_name_and_v1_mistakes(server: Server) -> None:
 # --- metrics ---------------------------------------------------------------------------------------
 
 
-def test_metrics(server: Server, expected: tuple[np.ndarray, Any]) -> None:
+def test_metrics(server: ServerProcess, expected: tuple[np.ndarray, Any]) -> None:
     x, bundle = expected
     before = metric_samples(server.url)
     reply = httpx.post(f"{server.url}/v2/models/{MODEL}/infer", json=infer_body(x[:100]))
@@ -407,7 +363,7 @@ def test_metrics(server: Server, expected: tuple[np.ndarray, Any]) -> None:
 
 
 def test_cache_fallback_token_and_audit(
-    server: Server,
+    server: ServerProcess,
     trained_store: TrainedStore,
     tmp_path: Path,
     expected: tuple[np.ndarray, Any],
@@ -457,7 +413,7 @@ def audited_rows(dsn: str, request_id: str) -> list[tuple[str, str]]:
         return [(str(v), str(r)) for v, r in conn.execute(query, (request_id,)).fetchall()]
 
 
-def test_model_that_fails_to_load_is_not_ready(others: dict[str, Server]) -> None:
+def test_model_that_fails_to_load_is_not_ready(others: dict[str, ServerProcess]) -> None:
     broken = others["broken"].wait("/v2/health/live")
     ready = httpx.get(f"{broken.url}/v2/health/ready")
     assert ready.status_code == 503 and "not a readable model bundle" in ready.json()["error"]
@@ -471,14 +427,14 @@ def test_model_that_fails_to_load_is_not_ready(others: dict[str, Server]) -> Non
     assert len(errors) == 1 and "cannot load model" in errors[0]["message"]
 
 
-def test_fail_fast_exits_non_zero(others: dict[str, Server]) -> None:
+def test_fail_fast_exits_non_zero(others: dict[str, ServerProcess]) -> None:
     process = others["fail_fast"].process
     assert process.wait(timeout=180) == 1
     errors = [r for r in others["fail_fast"].log_records() if r["level"] == "error"]
     assert len(errors) == 1 and f"models:/{MODEL}/99" in errors[0]["message"]
 
 
-def test_fraud_serve_champion(others: dict[str, Server]) -> None:
+def test_fraud_serve_champion(others: dict[str, ServerProcess]) -> None:
     champion = others["champion"].wait()
     reply = httpx.post(f"{champion.url}/v1/models/{MODEL}:predict", json={"instances": [ROW, ROW]})
     assert reply.status_code == 200 and len(reply.json()["predictions"]) == 2
@@ -498,7 +454,7 @@ def listening(pid: int) -> set[tuple[str, int]]:
     return found
 
 
-def test_listen_addresses_and_no_grpc(server: Server, others: dict[str, Server]) -> None:
+def test_listen_addresses_and_no_grpc(server: ServerProcess, others: dict[str, ServerProcess]) -> None:
     """`fraud serve` listens on loopback only; the pod entry point on every interface; neither
     starts gRPC unless asked (FRAUD_GRPC_ENABLED)."""
     champion = others["champion"].wait()

@@ -102,12 +102,20 @@ def test_keeps_serving_through_an_outage_and_recovers(
 
 
 def test_starts_and_closes_without_a_database() -> None:
+    dropped = counter("fraud_audit_dropped_rows_total")
     log = AuditLog("postgresql://fraud@127.0.0.1:1/fraud", buffer_rows=5, max_backoff_s=0.1)
     log.start()
+    writer = log._thread
+    assert writer is not None and writer.is_alive()
     features, scores, decisions = scored(3)
     for i in range(4):
         log.record(f"r{i}", features, scores, decisions, "1", "champion", 0.001)
+    # A buffer of 5 rows keeps the newest request of 3 rows: the three older ones are dropped.
+    assert counter("fraud_audit_dropped_rows_total") - dropped == 9
+    started = time.monotonic()
     log.close(timeout_s=5)
+    assert time.monotonic() - started < 5, "close() waited for its whole timeout"
+    assert not writer.is_alive(), "the writer thread is still running after close()"
 
 
 def test_rows_the_database_refuses_are_dropped_not_retried(audit_dsn: str) -> None:

@@ -18,7 +18,8 @@ import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
 from tests.conftest import TrainedStore
-from tests.test_server import MODEL, Server, challenger, infer_body, metric_samples, sample
+from tests.model_server.test_server import MODEL, challenger, infer_body, metric_samples, sample
+from tests.support import ServerProcess
 
 VERSION = "2"
 INFER = f"/v2/models/{MODEL}/infer"
@@ -31,7 +32,7 @@ duplicate check was quadratic, and a chunked body was read whole)."""
 
 
 @pytest.fixture(scope="module")
-def server(trained_store: TrainedStore, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def server(trained_store: TrainedStore, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """The challenger pinned by version (2), as the chart pins it."""
     with challenger(trained_store, tmp_path_factory.mktemp("protocol"), f"models:/{MODEL}/{VERSION}") as main:
         yield main
@@ -41,19 +42,19 @@ def rows(n: int = 2) -> np.ndarray:
     return (np.arange(n * 30, dtype=np.float32).reshape(n, 30) % 7) / 3
 
 
-def post(server: Server, body: Any, path: str = INFER) -> httpx.Response:
+def post(server: ServerProcess, body: Any, path: str = INFER) -> httpx.Response:
     content = body if isinstance(body, bytes) else json.dumps(body).encode()
     return httpx.post(server.url + path, content=content, timeout=30)
 
 
-def tracebacks(server: Server) -> list[dict[str, Any]]:
+def tracebacks(server: ServerProcess) -> list[dict[str, Any]]:
     return [r for r in server.log_records() if "exception" in r or r.get("level") == "error"]
 
 
 # --- versions ------------------------------------------------------------------------------------
 
 
-def test_tritonclient_pins_the_loaded_version(server: Server) -> None:
+def test_tritonclient_pins_the_loaded_version(server: ServerProcess) -> None:
     client = triton.InferenceServerClient(url=server.url.removeprefix("http://"))
     assert client.is_model_ready(MODEL, VERSION)
     assert client.get_model_metadata(MODEL, VERSION)["versions"] == [VERSION]
@@ -68,7 +69,7 @@ def test_tritonclient_pins_the_loaded_version(server: Server) -> None:
     client.close()
 
 
-def test_other_versions_are_404_without_a_traceback(server: Server) -> None:
+def test_other_versions_are_404_without_a_traceback(server: ServerProcess) -> None:
     base = f"{server.url}/v2/models/{MODEL}/versions"
     before = len(tracebacks(server))
     answers = [
@@ -86,7 +87,7 @@ def test_other_versions_are_404_without_a_traceback(server: Server) -> None:
 # --- the spec's prose, one statement per check ----------------------------------------------------
 
 
-def test_id_is_returned_and_outputs_are_the_requested_ones(server: Server) -> None:
+def test_id_is_returned_and_outputs_are_the_requested_ones(server: ServerProcess) -> None:
     """ "id": "if specified this identifier must be returned in the response"; the spec's example:
     for a request naming output0 "the inference server must return the output0 output tensor"."""
     reply = post(server, infer_body(rows(2), id="42", outputs=[{"name": "is_fraud"}]))
@@ -100,7 +101,7 @@ def test_id_is_returned_and_outputs_are_the_requested_ones(server: Server) -> No
     assert unknown.status_code == 400 and "'output0'" in unknown.json()["error"]
 
 
-def test_tensor_data_natural_or_flat_and_integers(server: Server) -> None:
+def test_tensor_data_natural_or_flat_and_integers(server: ServerProcess) -> None:
     """ "Tensor elements may be presented in their nature multi-dimensional representation, or as a
     flattened one-dimensional representation"; elements "may be an integer, floating-point number"."""
     x = np.rint(rows(2) * 3)
@@ -111,7 +112,7 @@ def test_tensor_data_natural_or_flat_and_integers(server: Server) -> None:
     assert natural.json()["outputs"] == flat.json()["outputs"]
 
 
-def test_health_and_metadata_objects(server: Server) -> None:
+def test_health_and_metadata_objects(server: ServerProcess) -> None:
     """The $ready_model_response, $live_server_response, $metadata_server_response and
     $metadata_model_response objects, with $metadata_tensor shapes using -1 for variable sizes."""
     assert httpx.get(f"{server.url}/v2/models/{MODEL}/ready").json() == {"name": MODEL, "ready": True}
@@ -140,7 +141,9 @@ WRONG: list[tuple[str, dict[str, Any], str]] = [
 
 
 @pytest.mark.parametrize(("extra", "message"), [w[1:] for w in WRONG], ids=[w[0] for w in WRONG])
-def test_wrong_typed_request_fields_are_400(server: Server, extra: dict[str, Any], message: str) -> None:
+def test_wrong_typed_request_fields_are_400(
+    server: ServerProcess, extra: dict[str, Any], message: str
+) -> None:
     """$inference_request: "id" : $string, "parameters" : $parameters, "outputs" : [ $request_output ]."""
     reply = post(server, infer_body(rows(1), **extra))
     assert reply.status_code == 400 and message in reply.json()["error"], reply.text
@@ -158,7 +161,7 @@ INPUTS: list[tuple[str, dict[str, Any], str]] = [
 
 @pytest.mark.parametrize(("change", "message"), [i[1:] for i in INPUTS], ids=[i[0] for i in INPUTS])
 def test_malformed_inputs_are_400_naming_the_field(
-    server: Server, change: dict[str, Any], message: str
+    server: ServerProcess, change: dict[str, Any], message: str
 ) -> None:
     """$request_input: "shape": each dimension "an integer representable as an unsigned 64-bit
     integer", "datatype" one of the tensor data types; a failed request gets {"error": $string}."""
@@ -171,7 +174,7 @@ def test_malformed_inputs_are_400_naming_the_field(
 
 
 @pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity"])
-def test_non_finite_json_numbers_are_named(server: Server, token: str) -> None:
+def test_non_finite_json_numbers_are_named(server: ServerProcess, token: str) -> None:
     body = json.dumps(infer_body(rows(1))).replace("0.0,", f"{token},", 1).encode()
     reply = post(server, body)
     assert (
@@ -180,7 +183,7 @@ def test_non_finite_json_numbers_are_named(server: Server, token: str) -> None:
     )
 
 
-def test_framework_errors_are_error_objects(server: Server) -> None:
+def test_framework_errors_are_error_objects(server: ServerProcess) -> None:
     """Every 4xx is {"error": …}, also those FastAPI answers itself (405 keeps its Allow header)."""
     wrong_method = httpx.get(server.url + INFER)
     assert wrong_method.status_code == 405 and "Method Not Allowed" in wrong_method.json()["error"]
@@ -239,7 +242,7 @@ async def _chunked_flood(url: str, megabytes: int = 64) -> tuple[int, str, float
 
 
 @pytest.mark.parametrize("abuse", [_many_inputs, _chunked_flood], ids=["20000 inputs", "chunked 64 MB"])
-def test_abuse_is_refused_quickly_while_liveness_stays_fast(server: Server, abuse: Any) -> None:
+def test_abuse_is_refused_quickly_while_liveness_stays_fast(server: ServerProcess, abuse: Any) -> None:
     async def run() -> tuple[tuple[int, str, float], float]:
         task = asyncio.create_task(abuse(server.url))
         worst = await _worst_liveness(server.url, task)
@@ -251,7 +254,7 @@ def test_abuse_is_refused_quickly_while_liveness_stays_fast(server: Server, abus
     assert worst < LIVENESS_BOUND_S, f"/v2/health/live took {worst:.3f} s during the abusive request"
 
 
-def test_long_names_are_cut_in_messages(server: Server) -> None:
+def test_long_names_are_cut_in_messages(server: ServerProcess) -> None:
     spec = {"name": "n" * 100_000, "shape": [1, 30], "datatype": "BYTES" * 10_000, "data": [0.5] * 30}
     reply = post(server, {"inputs": [spec]})
     assert reply.status_code == 400 and len(reply.text) < 300 and "..." in reply.json()["error"]
@@ -263,7 +266,7 @@ def test_long_names_are_cut_in_messages(server: Server) -> None:
 # --- the server's own OpenAPI document ------------------------------------------------------------
 
 
-def test_docs_and_openapi_document(server: Server) -> None:
+def test_docs_and_openapi_document(server: ServerProcess) -> None:
     docs = httpx.get(f"{server.url}/docs")
     assert docs.status_code == 200 and "/openapi.json" in docs.text and "swagger" in docs.text.lower()
     doc = httpx.get(f"{server.url}/openapi.json").json()
@@ -275,7 +278,7 @@ def test_docs_and_openapi_document(server: Server) -> None:
     assert "HTTPValidationError" not in json.dumps(doc)
 
 
-def test_schemathesis_finds_no_server_error(server: Server, tmp_path: Path) -> None:
+def test_schemathesis_finds_no_server_error(server: ServerProcess, tmp_path: Path) -> None:
     """Fuzz every operation the document lists (bounded: 10 examples each, 45 s) with the path
     parameters pinned to this model and version so requests reach the validation code."""
     config = tmp_path / "schemathesis.toml"
