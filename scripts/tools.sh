@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Installs the chart-tier tools into a project-owned cache, building them from Go modules:
-#   helm, kube-apiserver, etcd, promql-check       -> $FRAUD_CACHE_DIR/bin
+#   helm, helm-docs, kube-apiserver, etcd, promql-check -> $FRAUD_CACHE_DIR/bin
 #   KServe, Gateway API, prometheus-operator CRDs  -> $FRAUD_CACHE_DIR/crds/<source>
 #   Kubernetes OpenAPI v3 spec (built-in schemas)  -> $FRAUD_CACHE_DIR/openapi/kubernetes
 # Idempotent: each item is keyed by its pinned version and skipped when present.
-# Usage: scripts/tools.sh [all|helm|kube-apiserver|etcd|promql-check|crds|openapi]...  (default: all)
+# Usage: scripts/tools.sh [all|helm|helm-docs|kube-apiserver|etcd|promql-check|crds|openapi]...  (default: all)
 # Prints `export PATH=...` hints on success; exits non-zero with one line on failure.
 set -euo pipefail
 
 HELM_VERSION=v3.22.0
+HELM_DOCS_VERSION=v1.14.2
 KUBERNETES_VERSION=v1.32.13
 ETCD_VERSION=v3.5.35
 KSERVE_VERSION=v0.20.0
@@ -70,6 +71,13 @@ install_helm() {
     "-X $p/internal/version.version=$HELM_VERSION -X $p/pkg/chartutil.k8sVersionMajor=1 \
      -X $p/pkg/chartutil.k8sVersionMinor=$minor -X $p/pkg/lint/rules.k8sVersionMajor=1 \
      -X $p/pkg/lint/rules.k8sVersionMinor=$minor"
+}
+
+install_helm_docs() {
+  # Renders the chart README's values table from the `# --` comments in values.yaml.
+  cached helm-docs "$HELM_DOCS_VERSION" || build helm-docs "$HELM_DOCS_VERSION" \
+    github.com/norwoodj/helm-docs/cmd/helm-docs "require github.com/norwoodj/helm-docs $HELM_DOCS_VERSION" \
+    "-X main.version=${HELM_DOCS_VERSION#v}"
 }
 
 install_etcd() {
@@ -153,13 +161,13 @@ install_openapi() {
 }
 
 main() {
-  local what=("$@"); [[ ${#what[@]} -eq 0 || ${what[0]} == all ]] && what=(helm etcd kube-apiserver promql-check crds openapi)
+  local what=("$@"); [[ ${#what[@]} -eq 0 || ${what[0]} == all ]] && what=(helm helm-docs etcd kube-apiserver promql-check crds openapi)
   for w in "${what[@]}"; do
     case $w in
-      helm) install_helm ;; etcd) install_etcd ;; kube-apiserver) install_kube_apiserver ;;
+      helm) install_helm ;; helm-docs) install_helm_docs ;; etcd) install_etcd ;; kube-apiserver) install_kube_apiserver ;;
       promql-check) install_promql_check ;;
       crds) install_crds ;; openapi) install_openapi ;;
-      *) step="arguments"; die "unknown item '$w' (expected all|helm|etcd|kube-apiserver|promql-check|crds|openapi)" ;;
+      *) step="arguments"; die "unknown item '$w' (expected all|helm|helm-docs|etcd|kube-apiserver|promql-check|crds|openapi)" ;;
     esac
   done
   step=""
