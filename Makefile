@@ -5,7 +5,7 @@ export FRAUD_CACHE_DIR ?= $(HOME)/.cache/fraud-detection
 UV = $(FRAUD_CACHE_DIR)/uv-0.13.8/bin/uv
 RUN = $(UV) run --frozen --all-extras
 
-.PHONY: help setup demo test test-python test-chart lint docs bench tools images postgres postgres-stop kind-up e2e kind-down clean
+.PHONY: help setup demo test test-python test-chart lint docs monitoring bench tools images postgres postgres-stop kind-up e2e kind-down clean
 
 help: ## Show the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -36,6 +36,9 @@ lint: setup ## ruff lint and format check
 docs: ## Render the chart README's values table from values.yaml (helm-docs, built by scripts/tools.sh)
 	@bash scripts/tools.sh helm-docs
 	$(FRAUD_CACHE_DIR)/bin/helm-docs --chart-search-root charts --template-files README.md.gotmpl --sort-values-order file
+
+monitoring: setup ## Write the chart's recording rules and dashboard expressions from fraudcore/promql.py
+	$(RUN) python scripts/monitoring.py
 
 bench: setup ## Predictor vs MLServer vs in-process; audit-log cost; drift false alarms and power
 	$(RUN) python -m benchmarks.run

@@ -6,23 +6,7 @@ import urllib.parse
 import urllib.request
 
 from fraudcore.errors import UnavailableError
-
-LIVE_QUERIES = {
-    "requests/s": "sum by (role) (rate(request_predict_seconds_count{{namespace={ns}}}[5m]))",
-    "error ratio": (
-        "sum by (role) (rate(fraud_rejected_requests_total{{namespace={ns}}}[5m])) / "
-        "(sum by (role) (rate(fraud_rejected_requests_total{{namespace={ns}}}[5m])) + "
-        "sum by (role) (rate(request_predict_seconds_count{{namespace={ns}}}[5m])))"
-    ),
-    "p99 latency s": (
-        "histogram_quantile(0.99, sum by (role, le) "
-        "(rate(request_predict_seconds_bucket{{namespace={ns}}}[5m])))"
-    ),
-    "fraud rate": (
-        'sum by (role) (rate(fraud_predictions_total{{namespace={ns}, decision="fraud"}}[1h])) / '
-        "sum by (role) (rate(fraud_predictions_total{{namespace={ns}}}[1h]))"
-    ),
-}
+from fraudcore.promql import live_queries
 
 
 def live_numbers(prometheus_url: str, namespace: str, timeout: float = 3.0) -> dict[str, dict[str, float]]:
@@ -31,8 +15,7 @@ def live_numbers(prometheus_url: str, namespace: str, timeout: float = 3.0) -> d
     Raises UnavailableError when Prometheus cannot be queried.
     """
     out: dict[str, dict[str, float]] = {}
-    for label, template in LIVE_QUERIES.items():
-        query = template.format(ns=json.dumps(namespace))
+    for label, query in live_queries(namespace).items():
         url = f"{prometheus_url.rstrip('/')}/api/v1/query?{urllib.parse.urlencode({'query': query})}"
         try:
             with urllib.request.urlopen(url, timeout=timeout) as resp:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from fraudcore.promql import recording_rules
 from tests.chart.conftest import CACHE, CHART, CI_VALUES, REPO, require_tools
 from tests.chart.podspecs import long_running, pod_templates
 from tests.chart.schemas import SchemaIndex
@@ -257,6 +258,14 @@ def _metric_names(expr: str) -> set[str]:
     expr = re.sub(r'"[^"]*"', "", expr)
     expr = re.sub(r"\{[^}]*\}|\[[^]]*\]", "", expr)
     return {w for w in re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", expr) if w not in PROMQL_WORDS}
+
+
+def test_recording_rules_are_the_promql_table(rendered: dict[str, list[dict]]) -> None:
+    rule = next(o for o in rendered["monitoring-values"] if o["kind"] == "PrometheusRule")
+    [recording] = [g for g in rule["spec"]["groups"] if g["name"] == "fraud-detection.recording"]
+    selector = f"namespace={json.dumps(rule['metadata']['namespace'])}"
+    expected = [{"record": r.record, "expr": r.expr} for r in recording_rules(selector)]
+    assert recording["rules"] == expected
 
 
 def test_dashboard_and_rules_use_known_metrics(rendered: dict[str, list[dict]]) -> None:

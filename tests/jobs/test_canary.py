@@ -13,7 +13,8 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from fraudcore.errors import InvalidInputError, UnavailableError
-from jobs.canary.metrics import LIVE_QUERIES, live_numbers
+from fraudcore.promql import live_queries
+from jobs.canary.metrics import live_numbers
 from jobs.canary.state import CanaryState, parse_percent
 
 
@@ -69,8 +70,8 @@ def test_live_numbers_per_role(prometheus_api: tuple[str, list[str]]) -> None:
     url, queries = prometheus_api
     numbers = live_numbers(url, "fraud")
     assert set(numbers) == {"champion", "challenger"}
-    assert numbers["champion"] == dict.fromkeys(LIVE_QUERIES, 0.9)
-    assert len(queries) == len(LIVE_QUERIES)
+    assert numbers["champion"] == dict.fromkeys(live_queries("fraud"), 0.9)
+    assert queries == list(live_queries("fraud").values())
     assert all('namespace="fraud"' in q for q in queries)
 
 
