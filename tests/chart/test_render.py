@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from fraudcore.promql import recording_rules
+from jobs.canary.state import CanaryState, knative_state, standard_state
 from tests.chart.conftest import CACHE, CHART, CI_VALUES, REPO, require_tools
 from tests.chart.podspecs import long_running, pod_templates
 from tests.chart.schemas import SchemaIndex
@@ -168,6 +169,23 @@ def test_knative_mode_is_one_inferenceservice(rendered: dict[str, list[dict]]) -
     env = {e["name"]: e.get("value") for e in isvc["spec"]["predictor"]["containers"][0]["env"]}
     assert env["FRAUD_MODEL_URI"] == "models:/fraud-detector/4"  # the canary revision
     assert isvc["metadata"]["annotations"]["fraud-detection.io/champion-version"] == "3"
+
+
+def test_the_canary_reader_reads_what_the_chart_renders(rendered: dict[str, list[dict]]) -> None:
+    """The Python state reader and the templates agree on env names, URI pattern and annotations."""
+    standard = {
+        o["metadata"]["name"]: o
+        for o in rendered["canary-values"]
+        if o["kind"] in ("InferenceService", "HTTPRoute")
+    }
+    state = standard_state(
+        standard["fraud-fraud-detection-champion"],
+        standard["fraud-fraud-detection-challenger"],
+        standard["fraud-fraud-detection"],
+    )
+    assert state == CanaryState("Standard", champion_version=3, challenger_version=4, challenger_weight=10)
+    [knative] = [o for o in rendered["knative-values"] if o["kind"] == "InferenceService"]
+    assert knative_state(knative) == CanaryState("Knative", 3, 4, 20)
 
 
 def test_retrain_job_can_start_a_canary(rendered: dict[str, list[dict]]) -> None:
