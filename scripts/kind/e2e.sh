@@ -14,7 +14,7 @@ source "$(dirname "$0")/lib.sh"
 HERE=$(cd "$(dirname "$0")" && pwd)
 
 # What a run tested, for timings.log and the stamp: the e2e tooling, the chart, the images' sources.
-INPUTS=(scripts/kind tests/e2e charts docker k8s pyproject.toml uv.lock fraudcore model_server jobs training)
+INPUTS=(scripts/kind tests/e2e charts docker k8s skaffold.yaml pyproject.toml uv.lock fraudcore model_server jobs training)
 inputs_hash() { (cd "$ROOT" && git ls-files -s -- "${INPUTS[@]}" && git diff HEAD -- "${INPUTS[@]}") | sha256sum | cut -c1-16; }
 
 timed() {
