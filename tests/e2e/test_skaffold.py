@@ -134,7 +134,12 @@ def test_skaffold_dev_syncs_an_edited_file_into_the_running_predictor(
         )
     probe = ROOT / "model_server" / f"_sync_probe_{uuid.uuid4().hex[:8]}.py"
     try:
-        wait_for("skaffold dev watching", lambda: "Watching for changes" in log.read_text(), timeout=900)
+
+        def watching() -> bool:
+            assert dev.poll() is None, f"skaffold dev exited:\n{log.read_text()[-3000:]}"
+            return "Watching for changes" in log.read_text()
+
+        wait_for("skaffold dev watching", watching, timeout=900)
         pod = wait_for(
             "the predictors settled after skaffold's deploy", lambda: _settled(cluster), timeout=600
         )
