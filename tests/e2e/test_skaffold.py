@@ -38,7 +38,7 @@ class Skaffold:
         self.env |= {"SKAFFOLD_INTERACTIVE": "false", "SKAFFOLD_UPDATE_CHECK": "false"}
 
     def args(self, command: str, *more: str) -> list[str]:
-        return [str(self.cluster.bin_dir / "skaffold"), command, "-p", "kind", *more]
+        return [str(self.cluster.bin_dir / "skaffold"), command, "-p", "kind,airgap", *more]
 
     def run(self, command: str, *more: str, timeout: float = 1500) -> str:
         proc = subprocess.run(
