@@ -26,16 +26,16 @@ docker info >/dev/null 2>&1 || die "no docker engine answers (start dockerd firs
 # A Debian bookworm root filesystem with CPython 3.11 (Debian's python3), imported as an image.
 build_base() {
   need_packages debootstrap || exit 1
-  local rootfs; rootfs=$(mktemp -d)
-  trap 'rm -rf "$rootfs"' RETURN
-  echo "[build] base image $LOCAL_BASE (debootstrap bookworm)" >&2
+  local rootfs log; rootfs=$(mktemp -d); log=$(mktemp)
+  echo "[build] base image $LOCAL_BASE (debootstrap bookworm, log: $log)" >&2
   # shellcheck disable=SC2046
   debootstrap --variant=minbase --include=python3,python3-venv,python-is-python3,ca-certificates \
-    bookworm "$rootfs" $(debian_mirror) >&2 || die "debootstrap failed"
+    bookworm "$rootfs" $(debian_mirror) >"$log" 2>&1 || { rm -rf "$rootfs"; tail -n 5 "$log" >&2; die "debootstrap failed"; }
   rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
   tar -C "$rootfs" -c . | docker import \
     --change 'ENV LANG=C.UTF-8 PATH=/usr/local/bin:/usr/bin:/bin' --change 'CMD ["python3"]' \
-    - "$LOCAL_BASE" >/dev/null || die "docker import failed"
+    - "$LOCAL_BASE" >/dev/null || { rm -rf "$rootfs"; die "docker import failed"; }
+  rm -rf "$rootfs" "$log"
 }
 
 # build_context : the tracked files as a tar stream, plus build-ca.pem, the certificate authorities

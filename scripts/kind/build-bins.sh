@@ -3,8 +3,9 @@
 #   kubernetes  kubelet kubeadm kubectl kube-apiserver kube-controller-manager kube-scheduler kube-proxy
 #   pause       (C, static, from the Kubernetes module)   etcd   coredns   kind
 #   kserve      KServe manager (controller + webhooks)     gateway  Envoy Gateway
+#   skaffold    the developer loop (skaffold.yaml)
 # Idempotent: each item is keyed by its pinned version and skipped when present.
-# Usage: scripts/kind/build-bins.sh [all|kubernetes|pause|etcd|coredns|kind|kserve|gateway]...
+# Usage: scripts/kind/build-bins.sh [all|kubernetes|pause|etcd|coredns|kind|kserve|gateway|skaffold]...
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 command -v go >/dev/null || die "Go toolchain not found (need go >= 1.24)"
@@ -94,11 +95,16 @@ build_gateway() {
     "-X github.com/envoyproxy/gateway/internal/cmd/version.envoyGatewayVersion=$ENVOY_GATEWAY_VERSION" ./cmd/envoy-gateway
 }
 
+build_skaffold() {
+  build_in_copy skaffold "$SKAFFOLD_VERSION" github.com/GoogleContainerTools/skaffold/v2 \
+    "-X github.com/GoogleContainerTools/skaffold/v2/pkg/skaffold/version.version=$SKAFFOLD_VERSION" ./cmd/skaffold
+}
+
 main() {
-  local what=("$@"); [[ ${#what[@]} -eq 0 || ${what[0]} == all ]] && what=(kubernetes pause etcd coredns kind kserve gateway)
+  local what=("$@"); [[ ${#what[@]} -eq 0 || ${what[0]} == all ]] && what=(kubernetes pause etcd coredns kind kserve gateway skaffold)
   for w in "${what[@]}"; do
     case $w in
-      kubernetes|pause|etcd|coredns|kind|kserve|gateway) "build_$w" ;;
+      kubernetes|pause|etcd|coredns|kind|kserve|gateway|skaffold) "build_$w" ;;
       *) die "unknown item '$w'" ;;
     esac
   done

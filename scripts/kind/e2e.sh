@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end tier on a local kind cluster, with or without a container registry.
 #   scripts/kind/e2e.sh up     docker engine, binaries and images (built once, cached), cluster, add-ons
-#   scripts/kind/e2e.sh test   the e2e suite (pytest -m e2e) against the running cluster
+#   scripts/kind/e2e.sh test [PATH...]   the e2e suite (pytest -m e2e; default tests/e2e) against the
+#                              running cluster
 #   scripts/kind/e2e.sh run    up, then test (what `make e2e` runs); a passing `run` writes the stamp
 #                              that marks this machine's cache as complete
 #   scripts/kind/e2e.sh down   delete the cluster (the cache stays)
@@ -14,7 +15,7 @@ source "$(dirname "$0")/lib.sh"
 HERE=$(cd "$(dirname "$0")" && pwd)
 
 # What a run tested, for timings.log and the stamp: the e2e tooling, the chart, the images' sources.
-INPUTS=(scripts/kind tests/e2e charts docker k8s pyproject.toml uv.lock fraudcore model_server jobs cli training)
+INPUTS=(scripts/kind tests/e2e charts docker k8s skaffold.yaml pyproject.toml uv.lock fraudcore model_server jobs cli training)
 inputs_hash() { (cd "$ROOT" && git ls-files -s -- "${INPUTS[@]}" && git diff HEAD -- "${INPUTS[@]}") | sha256sum | cut -c1-16; }
 
 timed() {
@@ -48,8 +49,8 @@ test_() {
   export FRAUD_E2E_KUBECONFIG="$KUBECONFIG_FILE" FRAUD_E2E_BIN="$KBIN" FRAUD_E2E_HELM="$CACHE/bin/helm"
   export FRAUD_E2E_NODE="$CLUSTER_NAME-control-plane" FRAUD_E2E_APP_TAG="${APP_TAG:-e2e}"
   export FRAUD_E2E_POSTGRES_IMAGE="$POSTGRES_IMAGE"
-  (cd "$ROOT" && timed e2e "$uv" run --frozen --all-extras pytest -m e2e tests/e2e -p no:cacheprovider \
-     --no-cov -o addopts="-ra --strict-markers" -o timeout=2400 "$@") || rc=$?
+  (cd "$ROOT" && timed e2e "$uv" run --frozen --all-extras pytest -m e2e -p no:cacheprovider \
+     --no-cov -o addopts="-ra --strict-markers" -o timeout=2400 "${@:-tests/e2e}") || rc=$?
   if [[ $rc -eq 0 && $stamp == stamp ]]; then
     printf 'inputs %s\ncommit %s\npassed %s\n' "$(inputs_hash)" "$(git -C "$ROOT" rev-parse HEAD)" \
       "$(date -u +%FT%TZ)" >"$STAMP"

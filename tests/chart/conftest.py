@@ -74,9 +74,21 @@ def render(helm: Callable[..., subprocess.CompletedProcess]) -> Callable[..., li
         out = helm(
             "template", release, str(CHART), "--namespace", namespace, "--kube-version", KUBE_VERSION, *args
         ).stdout
-        return [d for d in yaml.safe_load_all(out) if d]
+        return [d for d in yaml.load_all(out, Loader=UniqueKeyLoader) if d]
 
     return run
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """Refuses a mapping that repeats a key: helm accepts one, kubectl apply keeps the last value
+    silently, and strict YAML readers such as skaffold's post-renderer fail on it."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        keys = [self.construct_object(key, deep=deep) for key, _ in node.value]
+        repeated = sorted({str(k) for k in keys if keys.count(k) > 1})
+        if repeated:
+            raise yaml.constructor.ConstructorError(None, None, f"repeated keys {repeated}", node.start_mark)
+        return super().construct_mapping(node, deep=deep)
 
 
 @pytest.fixture(scope="session")

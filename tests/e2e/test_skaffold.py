@@ -38,7 +38,7 @@ class Skaffold:
         self.env |= {"SKAFFOLD_INTERACTIVE": "false", "SKAFFOLD_UPDATE_CHECK": "false"}
 
     def args(self, command: str, *more: str) -> list[str]:
-        return [str(self.cluster.bin_dir / "skaffold"), command, "-p", "kind", *more]
+        return [str(self.cluster.bin_dir / "skaffold"), command, "-p", "kind,airgap", *more]
 
     def run(self, command: str, *more: str, timeout: float = 1500) -> str:
         proc = subprocess.run(
@@ -134,7 +134,12 @@ def test_skaffold_dev_syncs_an_edited_file_into_the_running_predictor(
         )
     probe = ROOT / "model_server" / f"_sync_probe_{uuid.uuid4().hex[:8]}.py"
     try:
-        wait_for("skaffold dev watching", lambda: "Watching for changes" in log.read_text(), timeout=900)
+
+        def watching() -> bool:
+            assert dev.poll() is None, f"skaffold dev exited:\n{log.read_text()[-3000:]}"
+            return "Watching for changes" in log.read_text()
+
+        wait_for("skaffold dev watching", watching, timeout=900)
         pod = wait_for(
             "the predictors settled after skaffold's deploy", lambda: _settled(cluster), timeout=600
         )
