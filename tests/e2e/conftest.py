@@ -122,7 +122,7 @@ def remove_release(cluster: Cluster, namespace: str) -> None:
         cluster.run(str(cluster.helm), "uninstall", RELEASE, "-n", namespace, "--wait", check=False)
         cluster.kubectl("delete", "namespace", namespace, "--wait=true", timeout=600)
     for pv in cluster.json("get", "pv")["items"]:
-        if pv["status"].get("phase") == "Released":
+        if pv["status"].get("phase") == "Released" and pv["spec"].get("claimRef"):
             path = pv["spec"]["hostPath"]["path"]
             cluster.run(
                 "docker", "exec", cluster.node, "sh", "-c", f"rm -rf {path}/* {path}/.[!.]*", check=False

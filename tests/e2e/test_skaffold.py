@@ -86,7 +86,7 @@ def test_skaffold_run_deploys_the_chart_with_those_images(
     fullname = cluster.json("-n", namespace, "get", "httproute", "-l", RELEASE)["items"][0]["metadata"][
         "name"
     ]
-    train = "fraud train --model logistic --rows 20000"
+    train = "fraud train --model logistic --rows 150000"  # enough frauds to clear the gate's floors
     run_job(cluster, fullname, "first-model", train, namespace=namespace, cronjob="drift")
     cluster.kubectl("-n", namespace, "delete", "pod", "-l", PREDICTORS)
     cluster.kubectl(*wait, "--for=condition=Ready", "inferenceservice", "--all", timeout=630)
