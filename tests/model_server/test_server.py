@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+import psutil
 import psycopg
 import pytest
 import tritonclient.http as triton
@@ -443,15 +444,8 @@ def test_fraud_serve_champion(others: dict[str, ServerProcess]) -> None:
 
 
 def listening(pid: int) -> set[tuple[str, int]]:
-    """The TCP addresses process `pid` listens on (IPv4, from /proc: Linux only)."""
-    inodes = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
-    found = set()
-    for line in Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        if fields[3] == "0A" and f"socket:[{fields[9]}]" in inodes:  # 0A: LISTEN
-            address, port = fields[1].split(":")
-            found.add((".".join(str(b) for b in reversed(bytes.fromhex(address))), int(port, 16)))
-    return found
+    """The TCP addresses process `pid` listens on (psutil tolerates sockets closing meanwhile)."""
+    return {c.laddr for c in psutil.Process(pid).connections(kind="tcp") if c.status == psutil.CONN_LISTEN}
 
 
 def test_listen_addresses_and_no_grpc(server: ServerProcess, others: dict[str, ServerProcess]) -> None:
