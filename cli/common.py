@@ -5,8 +5,10 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from fraudcore.errors import ExitCode, FraudError
+from fraudcore.schema import Schema
 from fraudcore.settings import Settings
 
 # Tables stay readable when piped: no wrapping at 80 columns outside a terminal.
@@ -34,3 +36,14 @@ def run(app: typer.Typer, prog_name: str | None = None) -> None:
         app(prog_name=prog_name)
     except FraudError as e:
         sys.exit(error_line(e))
+
+
+def schema_table(schema: Schema) -> Table:
+    """A model's inputs: name, kind, categories and whether they may be missing."""
+    table = Table(title=f"features (label {schema.label})")
+    for column in ("feature", "kind", "categories", "optional"):
+        table.add_column(column)
+    for f in schema.features:
+        shown = ", ".join(f.categories[:8]) + (f" … ({len(f.categories)})" if len(f.categories) > 8 else "")
+        table.add_row(f.name, f.kind, shown, "yes" if f.optional else "")
+    return table

@@ -7,7 +7,7 @@ import typer
 from cli.common import console, settings
 from fraudcore.bundle import ModelKind
 from fraudcore.registry import Registry
-from training.data import synthetic_source
+from training.data import DATASETS, DEFAULT_DATASET, load_schema_file, synthetic_source
 from training.pipeline import train_and_register
 from training.synthetic import KAGGLE_ROWS
 from training.train import TrainConfig
@@ -17,7 +17,19 @@ def train(
     ctx: typer.Context,
     model: ModelKind = typer.Option("xgboost", "--model", "-m", help="Model family."),
     data: Path | None = typer.Option(
-        None, "--data", "-d", help="CSV in the credit-card fraud schema (default: synthetic data)."
+        None, "--data", "-d", help="CSV of labelled transactions, any columns (default: synthetic data)."
+    ),
+    label: str | None = typer.Option(
+        None, "--label", help="Label column of --data: 1/true = fraud \\[default: Class]."
+    ),
+    schema: Path | None = typer.Option(
+        None,
+        "--schema",
+        help="YAML/JSON declaring some features' kind (numeric, categorical, boolean), allowed "
+        "categories or optional: true; other columns are inferred.",
+    ),
+    dataset: str = typer.Option(
+        DEFAULT_DATASET, help=f"Built-in synthetic data set when no --data: {', '.join(DATASETS)}."
     ),
     rows: int = typer.Option(KAGGLE_ROWS, min=1000, help="Rows of synthetic data when no --data."),
     rounds: int | None = typer.Option(
@@ -32,15 +44,21 @@ def train(
 ) -> None:
     """Train a model and register it as a new version of the registered model.
 
-    The first version that passes the validation gate becomes @champion, later ones @challenger.
-    A version that fails the gate stays registered with the reason, and the command exits 3.
+    Every column of the data except the label is a feature: numbers are numeric, text categorical,
+    0/1 or true/false boolean (`fraud data check` shows what was inferred). The schema is stored
+    with the version. The first version that passes the validation gate becomes @champion, later
+    ones @challenger. A version that fails the gate stays registered with the reason, and the
+    command exits 3.
     """
+    if dataset not in DATASETS:
+        raise typer.BadParameter(f"unknown data set {dataset!r}; known: {', '.join(DATASETS)}")
     config = settings(ctx)
     train_config = TrainConfig.from_settings(
         config, model, rounds=rounds, max_depth=max_depth, learning_rate=learning_rate
     )
-    source = str(data) if data else synthetic_source(rows, config.seed)
-    outcome = train_and_register(Registry(config), train_config, source)
+    source = str(data) if data else synthetic_source(rows, config.seed, dataset=dataset)
+    declared = load_schema_file(schema) if schema else None
+    outcome = train_and_register(Registry(config), train_config, source, label, declared)
     metrics = outcome.result.candidate
     console.print(
         f"[bold]{config.registered_model} version {outcome.version}[/] → @{outcome.alias}  "

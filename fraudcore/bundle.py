@@ -6,7 +6,7 @@ the scorer's own file (`model.ubj` for XGBoost, `logistic.npz` for the scaled lo
 """
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -14,7 +14,7 @@ import numpy as np
 import xgboost as xgb
 
 from fraudcore.errors import UnavailableError
-from fraudcore.schema import FEATURES
+from fraudcore.schema import Schema
 
 ModelKind = Literal["xgboost", "logistic"]
 CARD_FILE = "card.json"
@@ -22,7 +22,7 @@ REFERENCE_FILE = "reference.npy"
 
 
 class Scorer(Protocol):
-    """Turns a float32 `[N, 30]` matrix in canonical feature order into fraud probabilities."""
+    """Turns an encoded float32 `[N, k]` matrix (`fraudcore.schema`) into fraud probabilities."""
 
     kind: ModelKind
 
@@ -55,29 +55,60 @@ class XGBoostScorer:
 
 
 class LogisticScorer:
-    """Standard-scaled logistic regression, scored with plain numpy."""
+    """Standard-scaled logistic regression on one-hot encoded categories, scored with plain numpy.
+
+    `categorical` maps an encoded column to its number of categories: such a column becomes that
+    many 0/1 columns (an unknown category, NaN, none of them). A missing numeric value is replaced
+    by its training mean, which adds nothing to the score.
+    """
 
     kind: ModelKind = "logistic"
     file_name = "logistic.npz"
 
-    def __init__(self, mean: np.ndarray, scale: np.ndarray, coef: np.ndarray, intercept: float):
+    def __init__(
+        self, mean: np.ndarray, scale: np.ndarray, coef: np.ndarray, intercept: float,
+        categorical: dict[int, int] | None = None,
+    ) -> None:  # fmt: skip
+        self.categorical = dict(categorical or {})
         # Fold the scaler into the weights: sigmoid(((x - mean) / scale) @ coef + b).
         self.weights = (coef / scale).astype(np.float64)
         self.bias = float(intercept - np.dot(mean / scale, coef))
+        self._mean = mean
         self._parts = (mean, scale, coef, intercept)
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        z = x.astype(np.float64, copy=False) @ self.weights + self.bias
+        x = one_hot(x, self.categorical)
+        missing = np.isnan(x)
+        z = np.where(missing, self._mean, x) if missing.any() else x
+        z = z @ self.weights + self.bias
         return (1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))).astype(np.float32)
 
     def save(self, path: Path) -> None:
         mean, scale, coef, intercept = self._parts
-        np.savez(path / self.file_name, mean=mean, scale=scale, coef=coef, intercept=intercept)
+        categorical = np.array(sorted(self.categorical.items()), np.int64).reshape(-1, 2)
+        np.savez(
+            path / self.file_name,
+            mean=mean,
+            scale=scale,
+            coef=coef,
+            intercept=intercept,
+            categorical=categorical,
+        )
 
     @classmethod
     def load(cls, path: Path) -> "LogisticScorer":
         with np.load(path / cls.file_name) as parts:
-            return cls(parts["mean"], parts["scale"], parts["coef"], float(parts["intercept"]))
+            categorical = {int(i): int(n) for i, n in parts["categorical"]} if "categorical" in parts else {}
+            return cls(parts["mean"], parts["scale"], parts["coef"], float(parts["intercept"]), categorical)
+
+
+def one_hot(x: np.ndarray, categorical: dict[int, int]) -> np.ndarray:
+    """Encoded columns → float64 model columns: the numeric ones, then each category's 0/1 column."""
+    x = x.astype(np.float64, copy=False)
+    if not categorical:
+        return x
+    numeric = [i for i in range(x.shape[1]) if i not in categorical]
+    return np.hstack([x[:, numeric], *(x[:, [i]] == np.arange(n) for i, n in categorical.items())])
 
 
 SCORERS: dict[str, type[XGBoostScorer] | type[LogisticScorer]] = {
@@ -96,8 +127,15 @@ class ModelCard:
     data_fingerprint: str
     data_source: str
     trained_at: str
+    schema: Schema
     params: dict[str, str | int | float] = field(default_factory=dict)
-    features: tuple[str, ...] = FEATURES
+
+    def to_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)} | {"schema": self.schema.to_dict()}
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> "ModelCard":
+        return cls(**{**raw, "schema": Schema.from_dict(raw["schema"])})
 
 
 @dataclass
@@ -109,7 +147,7 @@ class Bundle:
     path: Path
 
     def reference(self) -> np.ndarray:
-        """The reference sample of training inputs, `[n, 30]` float32."""
+        """The reference sample of training inputs, encoded `[n, k]` float32."""
         return np.load(self.path / REFERENCE_FILE)
 
     def decide(self, scores: np.ndarray) -> np.ndarray:
@@ -121,19 +159,15 @@ def save_bundle(path: Path, scorer: Scorer, card: ModelCard, reference: np.ndarr
     """Write a bundle directory (created if missing)."""
     path.mkdir(parents=True, exist_ok=True)
     scorer.save(path)
-    (path / CARD_FILE).write_text(json.dumps(asdict(card), indent=2))
+    (path / CARD_FILE).write_text(json.dumps(card.to_dict(), indent=2))
     np.save(path / REFERENCE_FILE, reference.astype(np.float32))
 
 
 def load_bundle(path: Path) -> Bundle:
     """Read a bundle directory; an incomplete or foreign directory raises UnavailableError."""
     try:
-        raw = json.loads((path / CARD_FILE).read_text())
-        raw["features"] = tuple(raw["features"])
-        card = ModelCard(**raw)
+        card = ModelCard.from_dict(json.loads((path / CARD_FILE).read_text()))
         scorer = SCORERS[card.kind].load(path)
     except (OSError, KeyError, TypeError, ValueError, xgb.core.XGBoostError) as e:
         raise UnavailableError(f"{path} is not a readable model bundle: {e}") from e
-    if card.features != FEATURES:
-        raise UnavailableError(f"{path} was trained on other features than {len(FEATURES)} known")
     return Bundle(scorer=scorer, card=card, path=path)

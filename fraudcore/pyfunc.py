@@ -7,13 +7,12 @@ import numpy as np
 import pandas as pd
 
 from fraudcore.bundle import load_bundle
-from fraudcore.schema import FEATURES
 
 BUNDLE_ARTIFACT = "bundle"
 
 
 class BundlePyfunc(mlflow.pyfunc.PythonModel):
-    """Scores a DataFrame with the 30 feature columns; returns fraud probabilities."""
+    """Scores a DataFrame with the model's feature columns (raw values); returns fraud probabilities."""
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
         self.bundle = load_bundle(Path(context.artifacts[BUNDLE_ARTIFACT]))
@@ -21,5 +20,5 @@ class BundlePyfunc(mlflow.pyfunc.PythonModel):
     def predict(
         self, context: mlflow.pyfunc.PythonModelContext, model_input: pd.DataFrame, params=None
     ) -> np.ndarray:
-        x = model_input[list(FEATURES)].to_numpy(np.float32)
+        x = self.bundle.card.schema.encode(model_input)
         return self.bundle.scorer.predict_proba(x)

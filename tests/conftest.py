@@ -48,13 +48,12 @@ def trained_store(tmp_path_factory: pytest.TempPathFactory, synthetic_frame: pd.
     source = synthetic_source(TEST_ROWS, TEST_SEED, fraud_rate=TEST_FRAUD_RATE)
     registry = Registry(settings)
     champion = train_and_register(
-        registry, TrainConfig.from_settings(settings, "logistic", seed=TEST_SEED), source, synthetic_frame
+        registry, TrainConfig.from_settings(settings, "logistic", seed=TEST_SEED), source
     )
     challenger = train_and_register(
         registry,
         TrainConfig.from_settings(settings, "xgboost", rounds=150, seed=TEST_SEED),
         source,
-        synthetic_frame,
     )
     return TrainedStore(settings, champion, challenger, synthetic_frame)
 

@@ -1,5 +1,6 @@
 """The validation gate a version must pass before an alias points at it."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,14 +53,20 @@ def gate_verdict(
     policy: GatePolicy,
     champion_scores: np.ndarray | None = None,
     champion_threshold: float = 0.5,
+    input_differences: Sequence[str] = (),
 ) -> GateResult:
-    """Judge a candidate on a holdout, against the champion's scores on the very same rows."""
+    """Judge a candidate on a holdout, against the champion's scores on the very same rows.
+
+    `input_differences` are the ways requests in the champion's format would fail on the candidate:
+    any of them rejects it (clients send one format through the traffic split)."""
     if not np.all(np.isfinite(candidate_scores)) or not np.all(
         (candidate_scores >= 0) & (candidate_scores <= 1)
     ):
         return GateResult(("scores are not all finite probabilities in [0, 1]",), {}, None)
     candidate = score_metrics(y_holdout, candidate_scores, candidate_threshold)
     reasons = []
+    if input_differences:
+        reasons.append(f"its inputs differ from the champion's: {'; '.join(input_differences)}")
     if candidate["roc_auc"] < policy.min_roc_auc:
         reasons.append(f"ROC-AUC {candidate['roc_auc']:.4f} is below the floor {policy.min_roc_auc:.2f}")
     if candidate["pr_auc"] < policy.min_pr_auc:

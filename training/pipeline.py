@@ -13,8 +13,8 @@ from fraudcore.errors import NotFoundError
 from fraudcore.names import CHALLENGER, CHAMPION
 from fraudcore.pyfunc import BUNDLE_ARTIFACT
 from fraudcore.registry import Registry
-from fraudcore.schema import FEATURES
-from training.data import Split, fingerprint, load_source, split
+from fraudcore.schema import Schema
+from training.data import Split, fingerprint, load_source, load_training_data, split, validate
 from training.gate import GatePolicy, GateRejectedError, GateResult, gate_verdict
 from training.train import TrainConfig, TrainedModel, train
 
@@ -31,16 +31,21 @@ class Registration:
 
 
 def train_and_register(
-    registry: Registry, config: TrainConfig, data_source: str, frame: pd.DataFrame | None = None
+    registry: Registry,
+    config: TrainConfig,
+    data_source: str,
+    label: str | None = None,
+    declared: Schema | None = None,
 ) -> Registration:
     """Train on a data source, register the version, gate it, and set `champion` or `challenger`.
 
+    The schema is inferred from the data (`label` and `declared` as `load_training_data` takes them).
     The first version that passes the gate becomes champion; later ones become challenger.
     A rejected version stays registered with the reasons and GateRejectedError is raised.
     """
-    frame = load_source(data_source, registry) if frame is None else frame
-    data = split(frame)
-    model = train(data, config, fingerprint(frame), data_source)
+    loaded = load_training_data(data_source, registry, label, declared)
+    data = split(loaded.frame, loaded.schema)
+    model = train(data, config, fingerprint(loaded.frame), data_source)
     version = register(registry, model, run_name=f"train-{config.kind}")
     champion = registry.alias_version(CHAMPION)
     champion_bundle = registry.load_version(champion).bundle if champion else None
@@ -60,7 +65,8 @@ def train_and_register(
 def register(registry: Registry, model: TrainedModel, run_name: str) -> str:
     """Hand a trained model to the registry as plain values: its bundle, params, metrics and tags."""
     card = model.card
-    example = pd.DataFrame(model.reference[:3], columns=list(FEATURES))
+    schema = card.schema
+    example = pd.DataFrame(schema.raw(model.reference[:3]), columns=list(schema.names))
     with tempfile.TemporaryDirectory() as tmp:
         bundle_dir = Path(tmp) / BUNDLE_ARTIFACT
         save_bundle(bundle_dir, model.scorer, card, model.reference)
@@ -78,7 +84,7 @@ def register(registry: Registry, model: TrainedModel, run_name: str) -> str:
                 "data_fingerprint": card.data_fingerprint,
             },
             example=example,
-            example_scores=model.scorer.predict_proba(example.to_numpy()),
+            example_scores=model.scorer.predict_proba(model.reference[:3]),
             metadata={"threshold": card.threshold, "kind": card.kind},
         )
 
@@ -98,7 +104,7 @@ def promote(registry: Registry, version: str, force: bool = False) -> tuple[str,
     result = None
     if champion != version:
         candidate = registry.load_version(version).bundle
-        data = split(load_source(candidate.card.data_source, registry))
+        data = holdout_of(candidate, registry)
         current = registry.load_version(champion).bundle if champion else None
         scores = candidate.scorer.predict_proba(data.x_holdout)
         result = _judge(data, scores, candidate.card.threshold, current, registry)
@@ -109,15 +115,24 @@ def promote(registry: Registry, version: str, force: bool = False) -> tuple[str,
     return version, result
 
 
+def holdout_of(bundle: Bundle, registry: Registry) -> Split:
+    """A version's own training data split again, encoded with its schema."""
+    schema = bundle.card.schema
+    frame = load_source(bundle.card.data_source, registry, schema)
+    return split(validate(frame, schema, bundle.card.data_source), schema)
+
+
 def _judge(
     data: Split, scores: np.ndarray, threshold: float, champion: Bundle | None, registry: Registry
 ) -> GateResult:
-    champion_scores = champion.scorer.predict_proba(data.x_holdout) if champion else None
+    policy = GatePolicy.from_settings(registry.settings)
+    if champion is None:
+        return gate_verdict(data.y_holdout, scores, threshold, policy)
+    # Clients send the champion's inputs, and the traffic split sends them to both models.
+    differences = champion.card.schema.differences(data.schema)
+    champion_scores = None
+    if not differences:
+        champion_scores = champion.scorer.predict_proba(champion.card.schema.encode(data.holdout_frame))
     return gate_verdict(
-        data.y_holdout,
-        scores,
-        threshold,
-        GatePolicy.from_settings(registry.settings),
-        champion_scores,
-        champion.card.threshold if champion else 0.5,
+        data.y_holdout, scores, threshold, policy, champion_scores, champion.card.threshold, differences
     )

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from fraudcore.schema import FEATURES, LABEL
-
+FEATURES: tuple[str, ...] = ("Time", *(f"V{i}" for i in range(1, 29)), "Amount")
+LABEL = "Class"
 KAGGLE_ROWS = 284_807
 FRAUD_RATE = 0.00172
 

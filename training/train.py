@@ -11,7 +11,7 @@ import xgboost as xgb
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from fraudcore.bundle import LogisticScorer, ModelCard, ModelKind, Scorer, XGBoostScorer
+from fraudcore.bundle import LogisticScorer, ModelCard, ModelKind, Scorer, XGBoostScorer, one_hot
 from fraudcore.settings import Settings
 from training.data import Split
 from training.evaluate import choose_threshold, score_metrics
@@ -70,10 +70,15 @@ class TrainedModel:
 
 
 def fit_logistic(data: Split, config: TrainConfig) -> LogisticScorer:
-    scaler = StandardScaler().fit(data.x_train)
+    categorical = data.schema.categorical
+    x = one_hot(data.x_train, categorical)
+    x = np.where(np.isnan(x), np.nanmean(x, axis=0), x)  # missing values at the mean: no effect
+    scaler = StandardScaler().fit(x)
     model = LogisticRegression(class_weight="balanced", max_iter=2000, random_state=config.seed)
-    model.fit(scaler.transform(data.x_train), data.y_train)
-    return LogisticScorer(scaler.mean_, scaler.scale_, model.coef_[0], float(model.intercept_[0]))
+    model.fit(scaler.transform(x), data.y_train)
+    return LogisticScorer(
+        scaler.mean_, scaler.scale_, model.coef_[0], float(model.intercept_[0]), categorical
+    )
 
 
 class _Progress(xgb.callback.TrainingCallback):
@@ -103,8 +108,10 @@ def fit_xgboost(data: Split, config: TrainConfig) -> XGBoostScorer:
         "nthread": os.cpu_count() or 1,
         "seed": config.seed,
     }
-    train = xgb.DMatrix(data.x_train, label=data.y_train)
-    valid = xgb.DMatrix(data.x_valid, label=data.y_valid)
+    # Categorical features split natively on their codes (NaN, an unknown category, is "missing").
+    types = ["c" if f.kind == "categorical" else "q" for f in data.schema.features]
+    train = xgb.DMatrix(data.x_train, label=data.y_train, feature_types=types, enable_categorical=True)
+    valid = xgb.DMatrix(data.x_valid, label=data.y_valid, feature_types=types, enable_categorical=True)
     early_stopping = max(20, config.rounds // 8) if config.rounds >= 40 else None
     booster = xgb.train(
         params,
@@ -153,6 +160,7 @@ def train(data: Split, config: TrainConfig, data_fingerprint: str, data_source: 
         data_fingerprint=data_fingerprint,
         data_source=data_source,
         trained_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        schema=data.schema,
         params={
             **config.params(),
             "cost_missed_fraud": config.cost_missed_fraud,

@@ -134,7 +134,7 @@ def test_tracking_server_workflow_and_cache_fallback(
         settings = make_settings(tmp_path / ".fraud", tracking_uri=url)
         source = synthetic_source(len(synthetic_frame), TEST_SEED, fraud_rate=0.01)
         config = TrainConfig.from_settings(settings, "logistic", seed=TEST_SEED)
-        first = train_and_register(Registry(settings), config, source, synthetic_frame)
+        first = train_and_register(Registry(settings), config, source)
         assert (first.version, first.alias) == ("1", "champion")
         served = Registry(settings).load("models:/fraud-detector@champion")
         assert (served.version, served.from_cache) == ("1", False)
