@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import NamedTuple
 
@@ -22,6 +23,7 @@ from psycopg import sql
 
 from fraudcore import auditdb
 from fraudcore.errors import UnavailableError
+from fraudcore.schema import Schema
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +44,7 @@ class _Scored(NamedTuple):
     request_id: str
     scored_at: float
     features: np.ndarray
+    text: Mapping[str, np.ndarray]
     scores: np.ndarray
     decisions: np.ndarray
     model_version: str
@@ -63,12 +66,14 @@ class AuditLog:
         self,
         dsn: str,
         buffer_rows: int,
+        schema: Schema,
         *,
         batch_rows: int = 5_000,
         flush_interval_s: float = 0.5,
         max_backoff_s: float = 30.0,
     ) -> None:
         self._dsn = dsn
+        self._schema = schema
         self._capacity = buffer_rows
         self._batch_rows = batch_rows
         self._flush_interval_s = flush_interval_s
@@ -106,9 +111,15 @@ class AuditLog:
         model_version: str,
         role: str,
         latency_s: float,
+        text: Mapping[str, np.ndarray] | None = None,
     ) -> None:
-        """Queue one request's scored rows (`features` is `[N, 30]`); never blocks on the database."""
-        scored = _Scored(request_id, time.time(), features, scores, decisions, model_version, role, latency_s)
+        """Queue one request's scored rows; never blocks on the database.
+
+        `features` is the encoded `[N, k]` matrix; `text` holds each categorical feature's values as
+        sent (an unknown category is NaN in `features` but kept here as it was)."""
+        scored = _Scored(
+            request_id, time.time(), features, text or {}, scores, decisions, model_version, role, latency_s
+        )
         with self._lock:
             before = self._pending_rows
             self._pending.append(scored)
