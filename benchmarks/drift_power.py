@@ -14,12 +14,11 @@ import numpy as np
 
 from fraudcore.bundle import load_bundle, save_bundle
 from fraudcore.registry import LoadedModel
-from fraudcore.schema import FEATURES, LABEL
 from fraudcore.settings import Settings
 from jobs.drift.detection import Correction, detect_drift
 from jobs.drift.window import Window
 from training.data import split
-from training.synthetic import FRAUD_RATE, SCENARIOS, generate
+from training.synthetic import FEATURES, FRAUD_RATE, LABEL, SCENARIOS, generate
 from training.train import TrainConfig, train
 
 

@@ -73,7 +73,7 @@ def _infer_feature(column: pd.Series, declared: Feature | None, source: str) -> 
     present = column.dropna()
     if present.empty:
         raise DataValidationError(f"{source}: column {name} has no values")
-    optional = declared.optional if declared else len(present) < len(column)
+    optional = (declared is not None and declared.optional) or len(present) < len(column)
     kind = declared.kind if declared else _kind_of(present, name, source)
     categories: tuple[str, ...] = ()
     if kind == "categorical":

@@ -8,8 +8,8 @@ from scipy.stats import binomtest
 
 from fraudcore.bundle import load_bundle
 from fraudcore.registry import Registry
-from fraudcore.schema import FEATURES, LABEL
 from tests.conftest import TrainedStore
+from training.synthetic import FEATURES, LABEL
 
 COLUMN = {name: i for i, name in enumerate(FEATURES)}
 
