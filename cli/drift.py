@@ -12,7 +12,8 @@ from fraudcore.errors import ExitCode
 from fraudcore.names import CHAMPION, alias_uri
 from fraudcore.registry import Registry
 from jobs.drift import DriftRun, run_drift_check
-from jobs.drift.detection import Correction, Detector
+from jobs.drift.detection import Detector
+from jobs.drift.statistics import Backend, Correction
 from jobs.drift.window import from_audit_log, from_csv
 
 _AGE = re.compile(r"^(\d+)([mhd])$")
@@ -46,6 +47,9 @@ def drift(
     correction: Correction | None = typer.Option(
         None, "--correction", help="Multiple-testing correction \\[default: FRAUD_DRIFT_CORRECTION]."
     ),
+    backend: Backend | None = typer.Option(
+        None, "--backend", help="What runs the per-column tests \\[default: FRAUD_DRIFT_BACKEND]."
+    ),
     model_uri: str | None = typer.Option(
         None, "--model-uri", help="Model whose reference sample is the baseline \\[default: the champion]."
     ),
@@ -71,7 +75,9 @@ def drift(
     registry = Registry(config)
     model = registry.load(model_uri or alias_uri(registry.name, CHAMPION))
     with console.status(f"testing {len(window):,} rows against {model.name} version {model.version}"):
-        done = run_drift_check(registry, model, window, detector=detector, correction=correction, out=out)
+        done = run_drift_check(
+            registry, model, window, detector=detector, correction=correction, backend=backend, out=out
+        )
     _print(done)
     if done.result.detected and fail_on_drift:
         raise typer.Exit(ExitCode.DRIFT)

@@ -9,6 +9,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fraudcore.names import CHAMPION, Role
 
+DriftCorrection = Literal["bonferroni", "fdr"]
+"""Multiple-testing corrections over the drift check's family of tests."""
+
+DriftBackend = Literal["alibi-detect", "scipy"]
+"""What runs the drift check's per-column tests (jobs/drift/statistics.py)."""
+
 
 class Settings(BaseSettings):
     """Configuration from `FRAUD_*` environment variables (and MLflow's own `MLFLOW_TRACKING_URI`)."""
@@ -70,8 +76,14 @@ class Settings(BaseSettings):
     """Drift check: family-wise significance level of the 31 tests (features and score), i.e. the
     highest false-alarm rate of a check on clean traffic."""
 
-    drift_correction: Literal["bonferroni", "fdr"] = "bonferroni"
+    drift_correction: DriftCorrection = "bonferroni"
     """Drift check: multiple-testing correction across features (Bonferroni or Benjamini-Hochberg FDR)."""
+
+    drift_backend: DriftBackend = "alibi-detect"
+    """Drift check: what runs the per-column tests. `alibi-detect` (its `TabularDrift`) is under the
+    Business Source License 1.1 from 0.11.5 on, which needs a commercial licence in production;
+    `scipy` runs the same tests and correction with SciPy alone (BSD) and never imports alibi-detect,
+    but cannot run the `classifier` detector."""
 
     retrain_window_days: float = Field(default=30.0, gt=0)
     """Retraining: labelled transactions from the audit log younger than this join the training data."""

@@ -1,14 +1,16 @@
 """The drift job: a window of scored transactions (`window`) tested against the champion's training
-sample (`detection`), written as JSON and HTML (`report`) and published (`publish`)."""
+sample (`detection`, its tests in `statistics`), written as JSON and HTML (`report`) and published
+(`publish`)."""
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from fraudcore.registry import LoadedModel, Registry
-from jobs.drift.detection import Correction, Detector, DriftResult, detect_drift
+from jobs.drift.detection import Detector, DriftResult, detect_drift
 from jobs.drift.publish import log_run, push_metrics
 from jobs.drift.report import render, write
+from jobs.drift.statistics import Backend, Correction
 from jobs.drift.window import Window
 
 
@@ -28,6 +30,7 @@ def run_drift_check(
     *,
     detector: Detector = "ks",
     correction: Correction | None = None,
+    backend: Backend | None = None,
     out: Path | None = None,
 ) -> DriftRun:
     """Test, write `drift.json` and `drift.html` (default: under `<home>/reports/`), push the gauges
@@ -40,6 +43,7 @@ def run_drift_check(
         correction=correction or settings.drift_correction,
         p_value=settings.drift_p_value,
         min_rows=settings.drift_min_rows,
+        backend=backend or settings.drift_backend,
     )
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     directory = out or settings.home / "reports" / f"drift-{stamp}"

@@ -1,18 +1,17 @@
 """Drift check: a window of scored transactions against the champion's reference sample.
 
-Every feature and the champion's score (prediction drift) get a two-sample Kolmogorov-Smirnov test
-(alibi-detect `KSDrift`); one multiple-testing correction (Bonferroni or FDR) covers the whole family
-of 31 tests, so `drift_p_value` bounds the false-alarm rate of a check. The `classifier` detector
-decides instead with alibi-detect's `ClassifierDrift` (a gradient-boosted domain classifier on the
-same 31 columns), which also sees shifts in the joint distribution; the per-feature tests are still
-reported. Labelled rows in the window add the champion's PR-AUC and recall there.
+Every feature and the champion's score (prediction drift) get a two-sample test (`statistics`: KS
+for numeric columns) by the configured backend, alibi-detect or SciPy; one multiple-testing
+correction (Bonferroni or FDR) covers the whole family of 31 tests, so `drift_p_value` bounds the
+false-alarm rate of a check. The `classifier` detector decides instead with alibi-detect's
+`ClassifierDrift` (a gradient-boosted domain classifier on the same 31 columns), which also sees
+shifts in the joint distribution; the per-feature tests are still reported. It needs the
+alibi-detect backend. Labelled rows in the window add the champion's PR-AUC and recall there.
 """
 
-import logging
 import warnings
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from functools import cache
 from typing import Any, Literal
 
 import numpy as np
@@ -20,10 +19,10 @@ from sklearn.metrics import average_precision_score
 
 from fraudcore.errors import InvalidInputError
 from fraudcore.registry import LoadedModel
+from jobs.drift.statistics import Backend, Correction, compare_columns, quiet_alibi_detect
 from jobs.drift.window import Window
 
 Detector = Literal["ks", "classifier"]
-Correction = Literal["bonferroni", "fdr"]
 SCORE = "score"
 """Name of the champion's score in the tested columns, after the 30 features."""
 
@@ -93,12 +92,18 @@ def detect_drift(
     correction: Correction,
     p_value: float,
     min_rows: int,
+    backend: Backend,
     detector: Detector = "ks",
 ) -> tuple[DriftResult, np.ndarray, np.ndarray]:
     """Test the window against the model's reference sample.
 
     Returns the result and the two tested matrices (reference and window, 30 features + score).
     """
+    if detector == "classifier" and backend != "alibi-detect":
+        raise InvalidInputError(
+            f"the classifier detector needs alibi-detect, not the {backend} backend; "
+            "use --detector ks or FRAUD_DRIFT_BACKEND=alibi-detect"
+        )
     if len(window) == 0:
         raise InvalidInputError(f"the window is empty: no transactions in {window.source}")
     if len(window) < min_rows:
@@ -111,25 +116,22 @@ def detect_drift(
     x_ref = np.column_stack([reference, bundle.scorer.predict_proba(reference)]).astype(np.float32)
     x = np.column_stack([window.features, bundle.scorer.predict_proba(window.features)]).astype(np.float32)
 
-    _quiet_alibi_detect()
-    from alibi_detect.cd import KSDrift  # heavy import, only where it is needed
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        ks = KSDrift(x_ref, p_val=p_value, correction=correction).predict(x)["data"]
-    threshold = float(np.min(ks["threshold"]))
-    flags = (ks["p_val"] < threshold) & bool(ks["is_drift"])
+    # Today's schema is all numeric: the 30 features and the score.
+    found = compare_columns(
+        x_ref, x, ["numeric"] * x.shape[1], correction=correction, p_value=p_value, backend=backend
+    )
     tests = [
-        Test(float(p), float(d), bool(f)) for p, d, f in zip(ks["p_val"], ks["distance"], flags, strict=True)
+        Test(float(p), float(d), bool(f))
+        for p, d, f in zip(found.p_values, found.distances, found.drifted, strict=True)
     ]
     multivariate = _classifier(x_ref, x, p_value) if detector == "classifier" else None
-    detected = multivariate.drifted if multivariate else bool(ks["is_drift"])
+    detected = multivariate.drifted if multivariate else found.detected
     result = DriftResult(
         detected=detected,
         detector=detector,
         correction=correction,
         p_value=p_value,
-        threshold=threshold,
+        threshold=found.threshold,
         model=model.name,
         model_version=model.version,
         window=window.source,
@@ -144,15 +146,8 @@ def detect_drift(
     return result, x_ref, x
 
 
-@cache
-def _quiet_alibi_detect() -> None:
-    """alibi-detect imports transformers, which resets its own logger's level when imported: filter
-    both loggers, once per process."""
-    for noisy in ("alibi_detect", "transformers"):
-        logging.getLogger(noisy).addFilter(lambda record: record.levelno >= logging.ERROR)
-
-
 def _classifier(x_ref: np.ndarray, x: np.ndarray, p_value: float) -> Test:
+    quiet_alibi_detect()
     from alibi_detect.cd import ClassifierDrift
     from sklearn.ensemble import HistGradientBoostingClassifier
 

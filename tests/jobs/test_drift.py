@@ -14,6 +14,7 @@ import pytest
 from fraudcore.registry import LoadedModel, Registry
 from fraudcore.schema import FEATURES, LABEL
 from jobs.drift.detection import DriftResult, detect_drift
+from jobs.drift.statistics import Backend
 from jobs.drift.window import Window
 from tests.conftest import TEST_FRAUD_RATE, TrainedStore, make_settings
 from tests.pg import Fraud, log_traffic
@@ -38,8 +39,9 @@ def champion(trained_store: TrainedStore) -> LoadedModel:
     )
 
 
-def drifted(champion: LoadedModel, frame: pd.DataFrame) -> DriftResult:
-    """The check with the default settings (family-wise p < 0.01, Bonferroni, 1,000 rows at least)."""
+def drifted(champion: LoadedModel, frame: pd.DataFrame, backend: Backend | None = None) -> DriftResult:
+    """The check with the default settings (family-wise p < 0.01, Bonferroni, 1,000 rows at least,
+    alibi-detect) or another backend."""
     defaults = make_settings(Path(".fraud"))
     return detect_drift(
         champion,
@@ -47,6 +49,7 @@ def drifted(champion: LoadedModel, frame: pd.DataFrame) -> DriftResult:
         correction=defaults.drift_correction,
         p_value=defaults.drift_p_value,
         min_rows=defaults.drift_min_rows,
+        backend=backend or defaults.drift_backend,
     )[0]
 
 
@@ -67,6 +70,20 @@ def test_new_fraud_pattern_shows_in_the_labelled_performance(champion: LoadedMod
     assert {"V1", "V2", "V5"} <= set(result.drifted_features)
     assert result.performance.recall is not None
     assert result.performance.recall < result.performance.holdout_recall / 2
+
+
+def test_scipy_backend_gives_the_same_check(champion: LoadedModel) -> None:
+    frame = window(3_001, "amount-inflation")
+    alibi, scipy = (drifted(champion, frame, backend) for backend in ("alibi-detect", "scipy"))
+    assert scipy.detected
+    assert "Amount" in scipy.drifted_features
+    assert scipy.drifted_features == alibi.drifted_features
+    assert scipy.score.drifted == alibi.score.drifted
+    assert scipy.threshold == pytest.approx(alibi.threshold)
+    tested = [*scipy.features.values(), scipy.score], [*alibi.features.values(), alibi.score]
+    p_values = [[test.p_value for test in tests] for tests in tested]
+    # alibi-detect keeps p-values in float32, where the smallest ones lose their precision.
+    np.testing.assert_allclose(*p_values, rtol=1e-6, atol=float(np.finfo(np.float32).tiny))
 
 
 class Pushgateway(BaseHTTPRequestHandler):
@@ -163,6 +180,11 @@ def test_problems_are_one_line(
         "empty window": ([], {"FRAUD_AUDIT_DSN": audit_dsn}, "the window is empty"),
         "database down": ([], {"FRAUD_AUDIT_DSN": "postgresql://fraud@127.0.0.1:1/fraud"}, "unreachable"),
         "no database": ([], {}, "no audit database configured"),
+        "classifier without alibi-detect": (
+            ["--data", str(small), "--detector", "classifier"],
+            {"FRAUD_DRIFT_BACKEND": "scipy"},
+            "the classifier detector needs alibi-detect",
+        ),
         "no champion": (
             ["--data", str(small)],
             {"FRAUD_HOME": str(tmp_path / "empty")},
