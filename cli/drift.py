@@ -93,7 +93,7 @@ def _print(done: DriftRun) -> None:
         )
     else:
         console.print("[bold green]no drift[/]")
-    table = Table("column", "p-value", "KS distance", "drift")
+    table = Table("column", "p-value", "statistic", "drift")
     shown = sorted([*result.features.items(), ("score", result.score)], key=lambda item: item[1].p_value)
     for name, test in shown[:8]:
         table.add_row(name, f"{test.p_value:.3g}", f"{test.distance:.3f}", "yes" if test.drifted else "")

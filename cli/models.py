@@ -3,7 +3,8 @@
 import typer
 from rich.table import Table
 
-from cli.common import console, settings
+from cli.common import console, schema_table, settings
+from fraudcore.names import alias_uri, version_uri
 from fraudcore.registry import Registry
 from training.pipeline import promote
 
@@ -16,7 +17,8 @@ def list_command(ctx: typer.Context) -> None:
     config = settings(ctx)
     rows = Registry(config).list_versions()
     table = Table(title=f"{config.registered_model} ({config.resolved_tracking_uri})")
-    for column in ("version", "aliases", "kind", "ROC-AUC", "PR-AUC", "threshold", "gate", "created"):
+    columns = ("version", "aliases", "kind", "ROC-AUC", "PR-AUC", "threshold", "inputs", "gate", "created")
+    for column in columns:
         table.add_column(column)
     for row in rows:
         gate = row.status if row.status != "rejected" else f"[red]rejected[/]: {row.reason}"
@@ -27,10 +29,33 @@ def list_command(ctx: typer.Context) -> None:
             row.roc_auc,
             row.pr_auc,
             row.threshold,
+            row.inputs,
             gate,
             f"{row.created:%Y-%m-%d %H:%M}",
         )
     console.print(table)
+
+
+@app.command("show")
+def show_command(
+    ctx: typer.Context,
+    version: str = typer.Argument(..., help="Version number, or an alias such as @champion."),
+) -> None:
+    """Show one version's model card: kind, threshold, holdout metrics, data source and its inputs."""
+    registry = Registry(settings(ctx))
+    uri = (
+        alias_uri(registry.name, version[1:])
+        if version.startswith("@")
+        else version_uri(registry.name, version)
+    )
+    loaded = registry.load(uri)
+    card = loaded.bundle.card
+    console.print(
+        f"[bold]{loaded.name} version {loaded.version}[/]: {card.kind}, threshold {card.threshold:.4g}"
+    )
+    console.print("holdout " + "  ".join(f"{k} {v:.4f}" for k, v in card.metrics.items()))
+    console.print(f"trained {card.trained_at} on {card.data_source}")
+    console.print(schema_table(card.schema))
 
 
 @app.command("promote")

@@ -76,6 +76,7 @@ class VersionRow:
     kind: str
     roc_auc: str
     pr_auc: str
+    inputs: str
     threshold: str
     status: str
     reason: str
@@ -276,6 +277,7 @@ class Registry:
                 kind=v.tags.get("kind", "?"),
                 roc_auc=v.tags.get("roc_auc", "-"),
                 pr_auc=v.tags.get("pr_auc", "-"),
+                inputs=v.tags.get("inputs", "-"),
                 threshold=v.tags.get("threshold", "-"),
                 status=v.tags.get(STATUS_TAG, "-"),
                 reason=v.tags.get(REASON_TAG, ""),

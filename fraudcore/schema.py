@@ -74,6 +74,12 @@ class Schema:
         """Column index → number of training categories, for every categorical feature."""
         return {i: len(f.categories) for i, f in enumerate(self.features) if f.kind == "categorical"}
 
+    def summary(self) -> str:
+        """One line, e.g. `7 inputs (6 numeric, 1 categorical), label isFraud`."""
+        counts = {kind: sum(f.kind == kind for f in self.features) for kind in KINDS}
+        kinds = ", ".join(f"{n} {kind}" for kind, n in counts.items() if n)
+        return f"{len(self)} inputs ({kinds}), label {self.label}"
+
     def __len__(self) -> int:
         return len(self.features)
 
@@ -148,3 +154,4 @@ def _feature(item: Any) -> Feature:
         raise ValueError(f"feature {item['name']}: unknown key(s) {', '.join(sorted(unknown))}")
     categories = tuple(str(c) for c in item.get("categories", ()))
     return Feature(item["name"], kind, categories, bool(item.get("optional", False)))
+

@@ -82,6 +82,7 @@ def register(registry: Registry, model: TrainedModel, run_name: str) -> str:
                 "roc_auc": f"{card.metrics['roc_auc']:.4f}",
                 "pr_auc": f"{card.metrics['pr_auc']:.4f}",
                 "data_fingerprint": card.data_fingerprint,
+                "inputs": schema.summary(),
             },
             example=example,
             example_scores=model.scorer.predict_proba(model.reference[:3]),

@@ -47,7 +47,7 @@ def run_drift_check(
     )
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     directory = out or settings.home / "reports" / f"drift-{stamp}"
-    files = write(result, render(result, reference, tested), directory)
+    files = write(result, render(result, reference, tested, model.bundle.card.schema), directory)
     if settings.pushgateway_url:
         push_metrics(result, settings.pushgateway_url)
     return DriftRun(result, files, log_run(registry, result, files))

@@ -1,10 +1,11 @@
 """Drift check: a window of scored transactions against the champion's reference sample.
 
-Every feature and the champion's score (prediction drift) get a two-sample test (`statistics`: KS
-for numeric columns) by the configured backend, alibi-detect or SciPy; one multiple-testing
-correction (Bonferroni or FDR) covers the whole family of 31 tests, so `drift_p_value` bounds the
-false-alarm rate of a check. The `classifier` detector decides instead with alibi-detect's
-`ClassifierDrift` (a gradient-boosted domain classifier on the same 31 columns), which also sees
+Every feature of the model's schema and the champion's score (prediction drift) get a two-sample
+test (`statistics`: KS for numeric columns, chi-square for categorical and boolean ones) by the
+configured backend, alibi-detect or SciPy; one multiple-testing correction (Bonferroni or FDR)
+covers the whole family, so `drift_p_value` bounds the false-alarm rate of a check. The
+`classifier` detector decides instead with alibi-detect's `ClassifierDrift` (a gradient-boosted
+domain classifier on the same columns), which also sees
 shifts in the joint distribution; the per-feature tests are still reported. It needs the
 alibi-detect backend. Labelled rows in the window add the champion's PR-AUC and recall there.
 """
@@ -19,12 +20,13 @@ from sklearn.metrics import average_precision_score
 
 from fraudcore.errors import InvalidInputError
 from fraudcore.registry import LoadedModel
-from jobs.drift.statistics import Backend, Correction, compare_columns, quiet_alibi_detect
+from fraudcore.schema import Schema
+from jobs.drift.statistics import Backend, Correction, Kind, compare_columns, quiet_alibi_detect
 from jobs.drift.window import Window
 
 Detector = Literal["ks", "classifier"]
 SCORE = "score"
-"""Name of the champion's score in the tested columns, after the 30 features."""
+"""Name of the champion's score in the tested columns, after the features."""
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,7 @@ def detect_drift(
 ) -> tuple[DriftResult, np.ndarray, np.ndarray]:
     """Test the window against the model's reference sample.
 
-    Returns the result and the two tested matrices (reference and window, 30 features + score).
+    Returns the result and the two tested matrices (reference and window: features + score).
     """
     if detector == "classifier" and backend != "alibi-detect":
         raise InvalidInputError(
@@ -116,9 +118,9 @@ def detect_drift(
     x_ref = np.column_stack([reference, bundle.scorer.predict_proba(reference)]).astype(np.float32)
     x = np.column_stack([window.features, bundle.scorer.predict_proba(window.features)]).astype(np.float32)
 
-    # Today's schema is all numeric: the 30 features and the score.
+    kinds, categories = _testable(x_ref, x, bundle.card.schema)
     found = compare_columns(
-        x_ref, x, ["numeric"] * x.shape[1], correction=correction, p_value=p_value, backend=backend
+        x_ref, x, kinds, categories=categories, correction=correction, p_value=p_value, backend=backend
     )
     tests = [
         Test(float(p), float(d), bool(f))
@@ -144,6 +146,29 @@ def detect_drift(
         ran_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
     return result, x_ref, x
+
+
+def _testable(x_ref: np.ndarray, x: np.ndarray, schema: Schema) -> tuple[list[Kind], dict[int, int]]:
+    """Prepare the encoded columns (features, then the score) for their tests, in place: KS for
+    numeric ones, chi-square for categorical and boolean ones. "None of the known" (NaN: missing, or a
+    category unseen in training) becomes one more category, or for a numeric column a value below
+    all others, so a change in how often it occurs is drift too."""
+    kinds: list[Kind] = []
+    categories: dict[int, int] = {}
+    for i, feature in enumerate(schema.features):
+        counted = len(feature.categories) if feature.kind == "categorical" else 2
+        both = (x_ref[:, i], x[:, i])
+        if feature.kind == "numeric":
+            kinds.append("numeric")
+            floor = min(float(np.nanmin(c, initial=np.inf)) for c in both)
+            for column in both:
+                column[np.isnan(column)] = floor - 1.0
+        else:
+            kinds.append("categorical")
+            categories[i] = counted + 1
+            for column in both:
+                column[np.isnan(column)] = counted
+    return [*kinds, "numeric"], categories
 
 
 def _classifier(x_ref: np.ndarray, x: np.ndarray, p_value: float) -> Test:

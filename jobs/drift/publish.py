@@ -28,7 +28,10 @@ def push_metrics(result: DriftResult, url: str) -> None:
         result.share_drifted
     )
     per_feature = Gauge(
-        "fraud_drift_p_value", "KS p-value per feature in the last check.", ["feature"], registry=gauges
+        "fraud_drift_p_value",
+        "Two-sample test p-value per feature in the last check (KS or chi-square).",
+        ["feature"],
+        registry=gauges,
     )
     for name, test in result.features.items():
         per_feature.labels(feature=name).set(test.p_value)

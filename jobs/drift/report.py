@@ -1,5 +1,6 @@
 """The drift check's files: `drift.json` and `drift.html`, a self-contained page made from the
-template `report.html.j2`, with a histogram per drifted column (inline SVG)."""
+template `report.html.j2`, with a histogram (numeric) or frequency bars (categories) per drifted
+column (inline SVG)."""
 
 import io
 import json
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fraudcore.schema import Schema
 from jobs.drift.detection import SCORE, DriftResult, Test
 
 TEMPLATE = "report.html.j2"
@@ -36,12 +38,12 @@ def _template():  # -> jinja2.Template; jinja2 is imported only where a report i
     return environment.get_template(TEMPLATE)
 
 
-def render(result: DriftResult, reference: np.ndarray, window: np.ndarray) -> str:
+def render(result: DriftResult, reference: np.ndarray, window: np.ndarray, schema: Schema) -> str:
     """The report page; `reference` and `window` are the tested matrices (features + score)."""
     names = [*result.features, SCORE]
     tests = {name: result.score if name == SCORE else result.features[name] for name in names}
     figures = [
-        Figure(name, tests[name], _histograms(name, reference[:, i], window[:, i]))
+        Figure(name, tests[name], _plot(name, reference[:, i], window[:, i], _labels(schema, i)))
         for i, name in enumerate(names)
         if tests[name].drifted
     ]
@@ -49,17 +51,37 @@ def render(result: DriftResult, reference: np.ndarray, window: np.ndarray) -> st
     return _template().render(result=result, figures=figures, tests=rows) + "\n"
 
 
-def _histograms(name: str, reference: np.ndarray, window: np.ndarray) -> str:
-    """Reference and window histograms on shared bins, as inline SVG."""
+def _labels(schema: Schema, column: int) -> list[str] | None:
+    """The category names of a categorical or boolean column (the last: "none of the known")."""
+    if column >= len(schema):
+        return None
+    feature = schema.features[column]
+    known = {"categorical": list(feature.categories), "boolean": ["false", "true"]}.get(feature.kind)
+    return None if known is None else [*known, "(unknown)"]
+
+
+def _plot(name: str, reference: np.ndarray, window: np.ndarray, labels: list[str] | None) -> str:
+    """Reference and window histograms on shared bins — or, for categories, frequency bars — as
+    inline SVG."""
     from matplotlib.figure import Figure as Plot  # no pyplot: no backend or global state involved
 
-    both = np.concatenate([reference, window])
-    low, high = np.percentile(both, [0.5, 99.5])
-    bins = np.linspace(low, high, 40) if high > low else 10
     plot = Plot(figsize=(4.2, 2.6))
     axes = plot.subplots()
-    axes.hist(reference, bins=bins, density=True, alpha=0.55, label="reference", color="#4a78b5")
-    axes.hist(window, bins=bins, density=True, alpha=0.55, label="window", color="#d1603d")
+    if labels is None:
+        both = np.concatenate([reference, window])
+        low, high = np.percentile(both, [0.5, 99.5])
+        bins = np.linspace(low, high, 40) if high > low else 10
+        axes.hist(reference, bins=bins, density=True, alpha=0.55, label="reference", color="#4a78b5")
+        axes.hist(window, bins=bins, density=True, alpha=0.55, label="window", color="#d1603d")
+    else:
+        at = np.arange(len(labels))
+        for sample, offset, label, colour in (
+            (reference, -0.2, "reference", "#4a78b5"),
+            (window, 0.2, "window", "#d1603d"),
+        ):
+            shares = np.bincount(sample.astype(int), minlength=len(labels)) / max(len(sample), 1)
+            axes.bar(at + offset, shares, width=0.4, label=label, color=colour)
+        axes.set_xticks(at, labels, rotation=45, ha="right")
     axes.set_title(name, fontsize=10)
     axes.tick_params(labelsize=7)
     axes.legend(fontsize=7)

@@ -50,6 +50,10 @@ def test_cli_lists_versions(store: Settings) -> None:
     result = run_fraud(store, "models", "list")
     assert result.returncode == 0, result.stderr
     assert "@champion" in result.stdout and "@challenger" in result.stdout
+    assert "30 inputs (30 numeric), label Class" in result.stdout
+    shown = run_fraud(store, "models", "show", "@challenger")
+    assert shown.returncode == 0, shown.stderr
+    assert "version 2" in shown.stdout and "xgboost" in shown.stdout and "V28" in shown.stdout
 
 
 def test_promotion_gates_against_the_champion_then_moves_aliases(store: Settings) -> None:
