@@ -4,6 +4,7 @@ SHELL := /bin/bash
 export FRAUD_CACHE_DIR ?= $(HOME)/.cache/fraud-detection
 UV = $(FRAUD_CACHE_DIR)/uv-0.13.8/bin/uv
 RUN = $(UV) run --frozen --all-extras
+DATASET ?= creditcard
 
 .PHONY: help setup demo test test-python test-chart lint docs monitoring bench tools images postgres postgres-stop kind-up e2e kind-down clean
 
@@ -13,8 +14,8 @@ help: ## Show the targets
 setup: ## Install uv and the locked Python environment into .venv
 	@bash scripts/bootstrap.sh >/dev/null
 
-demo: setup ## Run the model lifecycle end to end on this machine
-	@bash scripts/demo.sh
+demo: setup ## Run the model lifecycle end to end on this machine (DATASET=creditcard|paysim)
+	@DATASET=$(DATASET) bash scripts/demo.sh
 
 tools: ## Install helm, kube-apiserver, etcd and the CRDs for the chart tests (cached)
 	@bash scripts/tools.sh

@@ -1,11 +1,21 @@
 #!/usr/bin/env bash
-# The model lifecycle on one machine, told step by step. State lives in .fraud/demo (wiped first).
+# The model lifecycle on one machine, told step by step, on a built-in data set (DATASET=creditcard,
+# the default, or paysim). State lives in .fraud/demo (wiped first).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+DATASET=${DATASET:-creditcard}
+case $DATASET in
+  creditcard) STORY="two days of card transactions (the public data set's size and schema, seeded)"
+    WAVE=new-fraud-pattern WAVE_STORY="a wave of a fraud pattern the champion has never seen" ;;
+  paysim) STORY="a month of mobile-money transfers (PaySim style: the transaction type is text)"
+    WAVE=type-mix-shift WAVE_STORY="the mix of transaction types changes: far more transfers" ;;
+  *) echo "unknown DATASET $DATASET (creditcard or paysim)" >&2; exit 2 ;;
+esac
 export FRAUD_HOME=.fraud/demo
 unset MLFLOW_TRACKING_URI
 FRAUD=.venv/bin/fraud
+LABEL=$(.venv/bin/python -c "import sys; from training.data import DATASETS; print(DATASETS[sys.argv[1]].label)" "$DATASET")
 DATA=$FRAUD_HOME/data/transactions.csv
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
@@ -29,18 +39,18 @@ scripts/postgres.sh destroy >/dev/null 2>&1 || true
 rm -rf "$FRAUD_HOME"
 trap 'stop_serving; scripts/postgres.sh stop >/dev/null 2>&1 || true' EXIT
 
-step "1. Generate two days of card transactions (the public data set's size and schema, seeded)"
-$FRAUD data generate --out "$DATA"
-$FRAUD data check "$DATA"
+step "1. Generate $STORY"
+$FRAUD data generate --dataset "$DATASET" --out "$DATA"
+$FRAUD data check "$DATA" --label "$LABEL"
 
 step "2. Train a logistic regression: the first version to pass the gate becomes @champion"
-$FRAUD train --model logistic --data "$DATA"
+$FRAUD train --model logistic --data "$DATA" --label "$LABEL"
 
 step "3. Train XGBoost: it passes the gate against the champion and becomes @challenger"
-$FRAUD train --model xgboost --data "$DATA"
+$FRAUD train --model xgboost --data "$DATA" --label "$LABEL"
 
 step "4. A deliberately weak model (one stump) is registered but rejected by the gate"
-if $FRAUD train --model xgboost --data "$DATA" --rounds 1 --max-depth 1; then
+if $FRAUD train --model xgboost --data "$DATA" --label "$LABEL" --rounds 1 --max-depth 1; then
   echo "the weak model was not rejected" >&2; exit 1
 fi
 
@@ -55,24 +65,33 @@ step "7. Serve the champion with the KServe predictor; every scored transaction 
 FRAUD_AUDIT_DSN=$(scripts/postgres.sh start)
 export FRAUD_AUDIT_DSN
 serve
-.venv/bin/python - "$DATA" >"$FRAUD_HOME/request.json" <<'PY'
+echo "GET $URL/v2/models/fraud-detector  (the inputs this model takes, from its schema)"
+curl -s "$URL/v2/models/fraud-detector" >"$FRAUD_HOME/metadata.json"
+.venv/bin/python -c 'import json, sys; print([(i["name"], i["datatype"]) for i in json.load(open(sys.argv[1]))["inputs"]])' \
+  "$FRAUD_HOME/metadata.json"
+.venv/bin/python - "$DATA" "$FRAUD_HOME/metadata.json" >"$FRAUD_HOME/request.json" <<'PY'
 import csv, json, sys
 rows = [row for _, row in zip(range(3), csv.DictReader(open(sys.argv[1])))]
-data = [float(v) for row in rows for k, v in row.items() if k != "Class"]
-print(json.dumps({"inputs": [{"name": "features", "shape": [3, 30], "datatype": "FP64", "data": data}]}))
+types = {"FP32": float, "FP64": float, "BYTES": str, "BOOL": lambda v: v.lower() in ("1", "true")}
+inputs = [
+    {"name": i["name"], "shape": [len(rows)], "datatype": i["datatype"],
+     "data": [types[i["datatype"]](row[i["name"]]) for row in rows]}
+    for i in json.load(open(sys.argv[2]))["inputs"] if len(i["shape"]) == 1
+]
+print(json.dumps({"inputs": inputs}))
 PY
-echo "POST $URL/v2/models/fraud-detector/infer  (three transactions, Open Inference Protocol v2)"
+echo "POST $URL/v2/models/fraud-detector/infer  (three transactions, one tensor per feature, Open Inference Protocol v2)"
 curl -s -i -H 'content-type: application/json' -H 'x-request-id: demo-1' \
   "$URL/v2/models/fraud-detector/infer" -d @"$FRAUD_HOME/request.json" | grep -iv '^date\|^server'
 echo
 
 step "8. Normal traffic: 2,000 transactions, then a drift check against the champion's training sample"
-$FRAUD data generate --rows 2000 --seed 101 --out "$FRAUD_HOME/data/clean.csv"
+$FRAUD data generate --dataset "$DATASET" --rows 2000 --seed 101 --out "$FRAUD_HOME/data/clean.csv"
 $FRAUD traffic send "$FRAUD_HOME/data/clean.csv" --url "$URL" --labels-out "$FRAUD_HOME/data/clean-labels.csv"
 $FRAUD drift --no-fail-on-drift --out "$FRAUD_HOME/reports/clean"
 
-step "9. Fraudsters adapt: a wave of a fraud pattern the champion has never seen"
-$FRAUD data generate --rows 2000 --seed 102 --scenario new-fraud-pattern --out "$FRAUD_HOME/data/wave.csv"
+step "9. Traffic changes: $WAVE_STORY"
+$FRAUD data generate --dataset "$DATASET" --rows 2000 --seed 102 --scenario "$WAVE" --out "$FRAUD_HOME/data/wave.csv"
 $FRAUD traffic send "$FRAUD_HOME/data/wave.csv" --url "$URL" --labels-out "$FRAUD_HOME/data/wave-labels.csv"
 
 step "10. Chargebacks arrive: attach the ground truth to the logged transactions"
