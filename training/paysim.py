@@ -11,8 +11,14 @@ To keep the problem learnable but not trivially separable, each tell of fraud al
 legitimate traffic (accounts emptied on purpose, destinations and origins the ledger does not know,
 night-time transfers) and some frauds lack it (partial withdrawals, mules with a booked balance):
 no single column or rule separates the classes.
+
+Drift scenarios change what is drawn, not a finished matrix as the credit-card generator's do
+(training/synthetic.py): a new mix of transaction types needs rows drawn for their new types, and
+balances inflated after the fact would no longer add up.
 """
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
@@ -44,7 +50,6 @@ _TYPES: dict[str, tuple[float, float, float]] = {
 }
 TYPES: tuple[str, ...] = tuple(_TYPES)
 TYPE_SHARES: dict[str, float] = {name: share for name, (share, _, _) in _TYPES.items()}
-_SHARES = np.array(list(TYPE_SHARES.values()))
 _CASH_IN, _CASH_OUT, _PAYMENT, _TRANSFER = (
     TYPES.index(t) for t in ("CASH_IN", "CASH_OUT", "PAYMENT", "TRANSFER")
 )
@@ -106,11 +111,11 @@ def _steps(rng: np.random.Generator, n: int, hourly: np.ndarray | None) -> np.nd
     return rng.integers(0, DAYS, n) * 24 + hour + 1
 
 
-def _settle(ledger: _Ledger) -> dict[str, np.ndarray]:
+def _settle(ledger: _Ledger, scale: np.ndarray | float) -> dict[str, np.ndarray]:
     """Money columns in cents: the new balances follow from the rounded old ones and the amount."""
-    amount = np.round(ledger.amount, 2)
-    old_org = np.where(ledger.origin_known, np.round(ledger.old_org, 2), 0.0)
-    old_dest = np.where(ledger.dest_tracked, np.round(ledger.old_dest, 2), 0.0)
+    amount = np.round(ledger.amount * scale, 2)
+    old_org = np.where(ledger.origin_known, np.round(ledger.old_org * scale, 2), 0.0)
+    old_dest = np.where(ledger.dest_tracked, np.round(ledger.old_dest * scale, 2), 0.0)
     cash_in = ledger.kind == _CASH_IN
     new_org = np.round(old_org + np.where(cash_in, amount, -amount), 2)
     new_dest = np.round(old_dest + np.where(cash_in, -amount, amount), 2)
@@ -128,24 +133,56 @@ def generate(
     *,
     seed: int,
     fraud_rate: float = FRAUD_RATE,
+    scenario: str | None = None,
 ) -> pd.DataFrame:
     """Make `rows` transactions in `COLUMNS` order, sorted by step."""
     if rows <= 0:
         raise ValueError("rows must be positive")
     rng = np.random.default_rng(seed)
+    spec = SCENARIOS[scenario] if scenario else Scenario("as trained")
     n_fraud = max(1, round(rows * fraud_rate))
-    legit, fraud = _legit(rng, rows - n_fraud, _SHARES), _fraud(rng, n_fraud)
+    legit, fraud = _legit(rng, rows - n_fraud, spec.shares()), _fraud(rng, n_fraud)
     ledger = _Ledger(*(np.concatenate(parts) for parts in zip(legit, fraud, strict=True)))
     step = np.concatenate([_steps(rng, rows - n_fraud, _HOURLY), _steps(rng, n_fraud, None)])
     # Shuffled before the stable sort, so that within an hour frauds do not all come last.
     order = rng.permutation(rows)
     order = order[np.argsort(step[order], kind="stable")]
+    # Drawn last, so that an inflated window has the same rows as the clean one, only richer.
+    scale = rng.uniform(*spec.inflation, rows) if spec.inflation else 1.0
     frame = pd.DataFrame(
         {
             "step": step,
             "type": np.array(TYPES, dtype=object)[ledger.kind],
-            **_settle(ledger),
+            **_settle(ledger, scale),
             LABEL: np.repeat(np.array([0, 1]), [rows - n_fraud, n_fraud]),
         }
     )
     return frame.iloc[order].reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A named change of the traffic after training, as a change of what is drawn."""
+
+    description: str
+    type_weights: Mapping[str, float] = field(default_factory=dict)
+    """Factors on the types' shares (renormalised); a type not named keeps its weight."""
+    inflation: tuple[float, float] | None = None
+    """Range of a per-row factor on the amount and every balance."""
+
+    def shares(self) -> np.ndarray:
+        """The probability of each of TYPES for a legitimate row."""
+        weights = np.array([TYPE_SHARES[t] * self.type_weights.get(t, 1.0) for t in TYPES])
+        return weights / weights.sum()
+
+
+SCENARIOS: dict[str, Scenario] = {
+    "type-mix-shift": Scenario(
+        "categorical shift: TRANSFER three times as frequent (8 % of rows -> 21 %), each type as before",
+        type_weights={"TRANSFER": 3.0},
+    ),
+    "amount-inflation": Scenario(
+        "covariate shift: amounts and balances grow 1.6-2.2x, the same rows otherwise",
+        inflation=(1.6, 2.2),
+    ),
+}

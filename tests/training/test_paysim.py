@@ -1,5 +1,5 @@
-"""The mobile-money generator: PaySim's schema and mechanics, fraud that is learnable but not given
-away by any one column, bytes that do not depend on the CPU."""
+"""The mobile-money generator: PaySim's schema and mechanics, fraud that no one column gives away,
+bytes that do not depend on the CPU, drift scenarios that change what they claim and nothing else."""
 
 import math
 import os
@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.stats import chi2_contingency
 
 from training.paysim import COLUMNS, DAYS, FRAUD_RATE, LABEL, TYPE_SHARES, TYPES, generate
 
@@ -120,11 +121,44 @@ def test_legit_cash_in_and_payment_balances_add_up(month: pd.DataFrame) -> None:
     assert_legit_ledger_adds_up(month)
 
 
+def test_type_mix_shift_changes_the_mix_and_nothing_else() -> None:
+    clean = generate(50_000, seed=5)
+    shifted = generate(50_000, seed=5, scenario="type-mix-shift")
+    counts = pd.concat([clean["type"].value_counts(), shifted["type"].value_counts()], axis=1)
+    assert chi2_contingency(counts.to_numpy()).pvalue < 1e-12
+    before, after = (f["type"].value_counts(normalize=True) for f in (clean, shifted))
+    assert after["TRANSFER"] > 2.2 * before["TRANSFER"]
+    others = [t for t in TYPES if t != "TRANSFER"]
+    relative = (after[others] / after[others].sum()) / (before[others] / before[others].sum())
+    assert relative.between(0.9, 1.1).all()
+    before_median, after_median = (f.groupby("type")["amount"].median() for f in (clean, shifted))
+    assert (after_median / before_median).between(0.75, 1.33).all()  # DEBIT: a few hundred rows
+    assert shifted[LABEL].sum() == clean[LABEL].sum()
+    assert set(shifted.loc[shifted[LABEL] == 1, "type"]) == set(MOVES_OUT)
+
+
+def test_amount_inflation_makes_the_same_rows_richer() -> None:
+    clean = generate(50_000, seed=5)
+    shifted = generate(50_000, seed=5, scenario="amount-inflation")
+    pd.testing.assert_frame_equal(shifted[["step", "type", LABEL]], clean[["step", "type", LABEL]])
+    for column in ["amount", "oldbalanceOrg", "oldbalanceDest"]:
+        held = clean[column] > 0
+        ratio = shifted.loc[held, column] / clean.loc[held, column]
+        assert ratio.between(1.6 - 1e-3, 2.2 + 1e-3).all(), column
+        assert 1.8 < ratio.median() < 2.0, column
+        assert (shifted.loc[~held, column] == 0).all(), column
+    pd.testing.assert_series_equal(emptied(shifted), emptied(clean))
+    moving = clean["type"].isin(MOVES_OUT)
+    pd.testing.assert_series_equal(destination_adds_up(shifted[moving]), destination_adds_up(clean[moving]))
+    assert_legit_ledger_adds_up(shifted)
+
+
 def _hash_under_blas_kernel(kernel: str) -> str:
     code = (
-        "import hashlib, pandas as pd; from training.paysim import generate; "
-        "hashes = pd.util.hash_pandas_object(generate(20_000, seed=7), index=False); "
-        "print(hashlib.sha256(hashes.to_numpy().tobytes()).hexdigest())"
+        "import hashlib, pandas as pd; from training.paysim import SCENARIOS, generate; "
+        "frames = [generate(20_000, seed=7)] + [generate(20_000, seed=7, scenario=s) for s in SCENARIOS]; "
+        "print([hashlib.sha256(pd.util.hash_pandas_object(f, index=False).to_numpy().tobytes()).hexdigest()"
+        " for f in frames])"
     )
     env = {**os.environ, "OPENBLAS_CORETYPE": kernel}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
