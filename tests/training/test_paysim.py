@@ -9,9 +9,11 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+import xgboost as xgb
 from scipy.stats import chi2_contingency
+from sklearn.metrics import average_precision_score
 
-from training.paysim import COLUMNS, DAYS, FRAUD_RATE, LABEL, TYPE_SHARES, TYPES, generate
+from training.paysim import COLUMNS, DAYS, FEATURES, FRAUD_RATE, LABEL, TYPE_SHARES, TYPES, generate
 
 MONEY = ["amount", "oldbalanceOrg", "newbalanceOrig", "oldbalanceDest", "newbalanceDest"]
 MOVES_OUT = ["CASH_OUT", "TRANSFER"]
@@ -169,3 +171,34 @@ def test_generation_gives_the_same_bytes_under_every_blas_kernel() -> None:
     # As for the credit-card generator (tests/training/test_data.py): Prescott (SSE3) and Haswell
     # (AVX2) run on any current x86-64 and would change the low bits of anything BLAS computes.
     assert _hash_under_blas_kernel("Prescott") == _hash_under_blas_kernel("Haswell")
+
+
+def _model_input(frame: pd.DataFrame) -> pd.DataFrame:
+    x = frame[list(FEATURES)].copy()
+    x["type"] = pd.Categorical(x["type"], categories=TYPES)
+    return x
+
+
+@pytest.mark.parametrize("rate", [FRAUD_RATE, 0.01])
+def test_fraud_is_learnable_but_not_given_away(rate: float) -> None:
+    """XGBoost with training/train.py's parameters, trained on 50k rows, scored on a fresh month.
+    At the default rate (65 frauds to learn from) it scored 0.37-0.54 over 10 seeds, at 1 % 0.79-0.82;
+    without the legitimate rows that share fraud's tells, 0.93 at 1 %. So the default rate holds
+    the band's lower edge and 1 % its upper one."""
+    train, holdout = generate(50_000, seed=21, fraud_rate=rate), generate(200_000, seed=22, fraud_rate=rate)
+    negatives, positives = np.bincount(train[LABEL])
+    model = xgb.XGBClassifier(
+        n_estimators=200,
+        max_depth=4,
+        learning_rate=0.08,
+        subsample=0.8,
+        colsample_bytree=0.8,
+        min_child_weight=2,
+        scale_pos_weight=math.sqrt(negatives / positives),
+        enable_categorical=True,
+        n_jobs=1,  # on a busy machine, two threads wait for each other ten times longer
+        random_state=0,
+    )
+    model.fit(_model_input(train), train[LABEL])
+    pr_auc = average_precision_score(holdout[LABEL], model.predict_proba(_model_input(holdout))[:, 1])
+    assert 0.3 < pr_auc < 0.9
