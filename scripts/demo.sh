@@ -7,8 +7,12 @@ cd "$(dirname "$0")/.."
 DATASET=${DATASET:-creditcard}
 case $DATASET in
   creditcard) STORY="two days of card transactions (the public data set's size and schema, seeded)"
+    FIRST=(--model logistic) FIRST_STORY="a logistic regression"
     WAVE=new-fraud-pattern WAVE_STORY="a wave of a fraud pattern the champion has never seen" ;;
   paysim) STORY="a month of mobile-money transfers (PaySim style: the transaction type is text)"
+    # A linear model cannot see an emptied account; and at 0.13 % fraud a PR-AUC floor of 0.3 fits.
+    FIRST=(--model xgboost --max-depth 3 --rounds 60) FIRST_STORY="a shallow XGBoost"
+    export FRAUD_GATE_MIN_PR_AUC=0.3
     WAVE=type-mix-shift WAVE_STORY="the mix of transaction types changes: far more transfers" ;;
   *) echo "unknown DATASET $DATASET (creditcard or paysim)" >&2; exit 2 ;;
 esac
@@ -43,8 +47,8 @@ step "1. Generate $STORY"
 $FRAUD data generate --dataset "$DATASET" --out "$DATA"
 $FRAUD data check "$DATA" --label "$LABEL"
 
-step "2. Train a logistic regression: the first version to pass the gate becomes @champion"
-$FRAUD train --model logistic --data "$DATA" --label "$LABEL"
+step "2. Train $FIRST_STORY: the first version to pass the gate becomes @champion"
+$FRAUD train "${FIRST[@]}" --data "$DATA" --label "$LABEL"
 
 step "3. Train XGBoost: it passes the gate against the champion and becomes @challenger"
 $FRAUD train --model xgboost --data "$DATA" --label "$LABEL"

@@ -13,7 +13,7 @@ import yaml
 from fraudcore.errors import DataValidationError
 from fraudcore.registry import Registry
 from fraudcore.schema import BOOLEAN_WORDS, DEFAULT_LABEL, Feature, Kind, Schema
-from training import synthetic
+from training import paysim, synthetic
 
 MAX_TEXT_SHARE_OF_NUMBERS = 0.95
 """A text column whose values are numbers at least this often is a numeric column with typos."""
@@ -230,6 +230,7 @@ class Dataset:
 
 DATASETS: dict[str, Dataset] = {
     "creditcard": Dataset(synthetic.generate, synthetic.LABEL, synthetic.FRAUD_RATE, synthetic.SCENARIOS),
+    "paysim": Dataset(paysim.generate, paysim.LABEL, paysim.FRAUD_RATE, paysim.SCENARIOS),
 }
 DEFAULT_DATASET = "creditcard"
 SYNTHETIC = "synthetic"

@@ -180,3 +180,15 @@ def test_added_rows_never_move_a_row_into_the_holdout(small: pd.DataFrame) -> No
     holdout = {row.tobytes() for row in more.x_holdout}
     assert not any(row.tobytes() in holdout for row in base.x_train)
     assert {row.tobytes() for row in base.x_holdout} <= holdout
+
+
+def test_the_paysim_data_set_loads_with_its_own_label_and_a_text_type() -> None:
+    source = synthetic_source(20_000, 3, dataset="paysim", fraud_rate=0.01)
+    loaded = load_training_data(source)
+    assert loaded.schema.label == "isFraud"
+    kinds = {f.name: f.kind for f in loaded.schema.features}
+    assert kinds["type"] == "categorical" and kinds["amount"] == "numeric"
+    assert "TRANSFER" in loaded.schema.features[list(kinds).index("type")].categories
+    assert load_training_data(source).frame.equals(loaded.frame)  # seeded
+    with pytest.raises(DataValidationError, match="dataset=creditcard|paysim"):
+        load_source("synthetic:rows=10,seed=1,dataset=iris")
