@@ -17,7 +17,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from fraudcore.schema import FEATURES
 from tests.e2e.conftest import (
     CHALLENGER_WEIGHT,
     MODEL,
@@ -30,7 +29,7 @@ from tests.e2e.conftest import (
     wait_job,
 )
 from tests.e2e.kube import Cluster, wait_for
-from training.synthetic import generate
+from training.synthetic import FEATURES, generate
 
 pytestmark = pytest.mark.e2e
 
@@ -278,6 +277,18 @@ def test_retrain_cronjob_registers_a_new_challenger(cluster: Cluster, release: R
     wait_for("the challenger serving the retrained version", serves_retrained, 600, every=5)
     status = canary(cluster, release, "status")
     assert re.search(rf"challenger\s*\S*\s*{retrained}\s*\S*\s*{CHALLENGER_WEIGHT}\b", status), status
+
+
+def test_a_challenger_of_another_schema_is_refused_by_the_gate(cluster: Cluster, release: Release) -> None:
+    # Clients send the champion's inputs through the split: a PaySim-style model (text `type`, other
+    # columns) must not become @challenger. The CLI exits 3 (rejected) naming the reason.
+    challenger = _alias_version(cluster, "challenger")
+    refused = (
+        "FRAUD_GATE_MIN_PR_AUC=0.3 fraud train --dataset paysim --rows 60000 --rounds 60 2>/tmp/err;"
+        ' code=$?; cat /tmp/err; [ $code -eq 3 ] && grep -q "inputs differ from the champion" /tmp/err'
+    )
+    run_job(cluster, release.name, "paysim-challenger", refused, timeout=900)
+    assert _alias_version(cluster, "challenger") == challenger
 
 
 _KEYWORDS = {
