@@ -33,8 +33,8 @@ import xgboost as xgb
 
 from fraudcore.bundle import save_bundle
 from fraudcore.settings import Settings
-from training.data import fingerprint, split, synthetic_source
-from training.synthetic import KAGGLE_ROWS, generate
+from training.data import fingerprint, load_training_data, split, synthetic_source
+from training.synthetic import KAGGLE_ROWS
 from training.train import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -119,11 +119,10 @@ def cpu_pressure() -> str | None:
 
 def build_model(work: Path, rows: int) -> tuple[Path, np.ndarray]:
     step(f"training XGBoost on {rows:,} synthetic rows")
-    frame = generate(rows=rows, seed=42)
-    data = split(frame)
-    model = train(
-        data, TrainConfig.from_settings(Settings(), "xgboost"), fingerprint(frame), synthetic_source(rows, 42)
-    )
+    source = synthetic_source(rows, 42)
+    loaded = load_training_data(source)
+    data = split(loaded.frame, loaded.schema)
+    model = train(data, TrainConfig.from_settings(Settings(), "xgboost"), fingerprint(loaded.frame), source)
     bundle = work / "bundle"
     save_bundle(bundle, model.scorer, model.card, model.reference)
     return bundle, data.x_holdout[:BATCH]
