@@ -20,8 +20,8 @@ from sklearn.metrics import average_precision_score
 
 from fraudcore.errors import InvalidInputError
 from fraudcore.registry import LoadedModel
-from fraudcore.schema import FEATURES
 from jobs.drift.window import Window
+from training.synthetic import FEATURES  # stopgap: credit-card names until drift reads the schema
 
 Detector = Literal["ks", "classifier"]
 Correction = Literal["bonferroni", "fdr"]
