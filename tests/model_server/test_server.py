@@ -22,9 +22,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from fraudcore import auditdb
 from fraudcore.registry import Registry
-from fraudcore.schema import FEATURES
 from tests.conftest import TrainedStore
 from tests.support import ServerProcess, free_port, running, start_server
+from training.synthetic import FEATURES
 
 MODEL = "fraud-detector"
 MAX_ROWS = 500
@@ -270,8 +270,10 @@ ERRORS: list[tuple[str, Any, int, str, str]] = [
     ("no inputs", {"inputs": []}, 400, "non-empty list", "invalid_input"),
     ("wrong shape", {"inputs": [{"name": "x", "shape": [1, 29], "datatype": "FP32", "data": ROW[:29]}]}, 400,
      "expected [N, 30]", "invalid_input"),
-    ("wrong datatype", {"inputs": [{"name": "x", "shape": [1, 30], "datatype": "INT64", "data": [1] * 30}]},
-     400, "datatype 'INT64'", "invalid_input"),
+    ("wrong datatype", {"inputs": [{"name": "x", "shape": [1, 30], "datatype": "BYTES", "data": ["1"] * 30}]},
+     400, "datatype BYTES; the [N, 30] tensor takes numbers", "invalid_input"),
+    ("unknown datatype", {"inputs": [{"name": "x", "shape": [1, 30], "datatype": "FP8", "data": [1] * 30}]},
+     400, "datatype 'FP8'; expected one of FP32", "invalid_input"),
     ("value count", {"inputs": [{"name": "x", "shape": [2, 30], "datatype": "FP32", "data": ROW}]}, 400,
      "has 30 values but shape [2, 30] needs 60", "invalid_input"),
     ("not numbers", {"inputs": [{"name": "x", "shape": [1, 30], "datatype": "FP32", "data": ["a"] * 30}]},
@@ -318,7 +320,7 @@ def test_binary_nan_and_bad_sizes(server: ServerProcess) -> None:
     nan = httpx.post(
         url, content=header + NAN_ROW.tobytes(), headers={"inference-header-content-length": str(len(header))}
     )
-    assert nan.status_code == 400 and "non-finite value nan in row 0, feature Time" in nan.json()["error"]
+    assert nan.status_code == 400 and "row 0 of required feature Time" in nan.json()["error"]
     short = httpx.post(
         url, content=header + b"\0" * 60, headers={"inference-header-content-length": str(len(header))}
     )
