@@ -213,7 +213,8 @@ def _batcher(bundle: Bundle) -> MicroBatcher:
     logistic model (one matrix product) inline for any batch."""
     scorer = bundle.scorer
     if isinstance(scorer, XGBoostScorer):
-        ensemble = verified_ensemble(scorer.booster, scorer.predict_proba, bundle.reference())
+        schema = bundle.card.schema
+        ensemble = verified_ensemble(scorer.booster, scorer.predict_proba, bundle.reference(), schema)
         if ensemble is not None:
             return MicroBatcher(
                 scorer.predict_proba, MICRO_BATCH_ROWS, ensemble.predict_proba, SMALL_BATCH_ROWS

@@ -236,7 +236,7 @@ def test_tree_evaluator_matches_xgboost(challenger: xgb.Booster, trained_store: 
     def xgboost(rows: np.ndarray) -> np.ndarray:
         return np.asarray(challenger.inplace_predict(rows, validate_features=False), np.float32)
 
-    ensemble = verified_ensemble(challenger, xgboost, x[:500])
+    ensemble = verified_ensemble(challenger, xgboost, x[:500], CREDIT_CARD.schema)
     assert ensemble is not None
     assert np.abs(ensemble.predict_proba(x) - xgboost(x)).max() <= TOLERANCE
     assert np.abs(ensemble.predict_proba(x[7:8]) - xgboost(x[7:8])).max() <= TOLERANCE
@@ -249,7 +249,7 @@ def test_tree_evaluator_declines_other_models(challenger: xgb.Booster) -> None:
     def wrong(rows: np.ndarray) -> np.ndarray:
         return np.zeros(len(rows), np.float32)
 
-    assert verified_ensemble(challenger, wrong, X) is None
+    assert verified_ensemble(challenger, wrong, X, CREDIT_CARD.schema) is None
 
 
 def test_micro_batcher_merges_waiting_requests() -> None:
