@@ -8,7 +8,7 @@ import psycopg
 from psycopg import sql
 
 from fraudcore.errors import UnavailableError
-from fraudcore.schema import FEATURES
+from training.synthetic import FEATURES  # stopgap: the credit-card table until the audit rewrite
 
 TABLE = "prediction_audit"
 FEATURE_COLUMNS: tuple[str, ...] = tuple(name.lower() for name in FEATURES)

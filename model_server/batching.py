@@ -16,7 +16,7 @@ Predict = Callable[[np.ndarray], np.ndarray]
 
 
 class MicroBatcher:
-    """Queues float32 `[n, 30]` matrices and scores the queued ones with one `predict` call."""
+    """Queues encoded float32 `[n, k]` matrices and scores the queued ones with one `predict` call."""
 
     def __init__(self, predict: Predict, max_rows: int, inline: Predict | None = None, inline_rows: int = 0):
         """`predict` runs on the worker thread; batches of up to `inline_rows` rows go to `inline`."""

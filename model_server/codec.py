@@ -1,39 +1,70 @@
-"""Request and response codecs: wire bytes to a float32 `[N, 30]` matrix, and scores back to bytes.
+"""Request and response codecs: wire bytes to the model's encoded matrix, and scores back to bytes.
 
-Open Inference Protocol (v2) JSON, its binary tensor extension, and v1 `instances`. Tensors are
-converted by numpy in one call each (no Python loop over values) and nothing here knows the model.
+Open Inference Protocol (v2) JSON, its binary tensor extension, and v1 `instances`. Requests are read
+by the loaded model's schema (`Decoder`): one `[N]` tensor per feature, named by feature (numbers for
+a numeric feature, BOOL or 0/1 numbers for a boolean one, BYTES for a categorical one), or, when
+every feature is numeric, one `[N, k]` tensor in schema order. Tensors are read by tensors.py (numpy,
+one call per tensor of numbers); a categorical value costs one dict lookup. An unknown category is
+scored (NaN, as training treats it) and counted, not refused.
 """
 
-import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import orjson
+from kserve import InferRequest
 
-from fraudcore.schema import FEATURES, N_FEATURES
+from fraudcore.schema import Feature, Kind, Schema
 from model_server.errors import BadJsonError, BatchTooLargeError, InvalidRequestError, brief, listing
+from model_server.tensors import (
+    BOOL,
+    BYTES,
+    DATATYPES,
+    NUMBER_DTYPES,
+    Tensor,
+    bad_size,
+    binary_values,
+    json_values,
+    tensor,
+)
 
-INPUT_DTYPES = {"FP32": np.dtype("<f4"), "FP64": np.dtype("<f8")}
+DATATYPE_OF_KIND: dict[Kind, str] = {"numeric": "FP32", "categorical": BYTES, "boolean": BOOL}
+"""The datatype model metadata lists for a feature of each kind."""
+ACCEPTED: dict[Kind, frozenset[str]] = {
+    "numeric": frozenset(NUMBER_DTYPES),
+    "boolean": frozenset({*NUMBER_DTYPES, BOOL}),
+    "categorical": frozenset({BYTES}),
+}
+_EXPECTED: dict[Kind, str] = {
+    "numeric": "numbers (FP32, FP64, INT or UINT)",
+    "boolean": "BOOL (or numbers 0 and 1)",
+    "categorical": "BYTES (strings)",
+}
+MATRIX_INPUT = "features"
+"""The name metadata gives the `[N, k]` tensor of an all-numeric schema (any name is accepted)."""
 PROBABILITY = "fraud_probability"
 DECISION = "is_fraud"
 OUTPUTS = (PROBABILITY, DECISION)
 """The outputs a request may name in `outputs`, in the order they are returned by default."""
-MAX_INPUTS = N_FEATURES + 1
-"""Most input tensors a request may carry: one per feature, and one more so that an extra tensor
-is named as unknown rather than counted. More are refused before any of them is read."""
+MAX_BYTES_PER_VALUE = 32
+"""Room per value when bounding the body size (a JSON float32 needs at most ~16), besides the
+feature's name (repeated on every v1 row) and its longest category."""
+HEADER_BYTES = 65536
+"""Room in the body bound for everything that is not a value: the JSON header, names, parameters."""
 _OUTPUT_TYPES = {PROBABILITY: ("FP32", np.dtype("<f4")), DECISION: ("BOOL", np.dtype(np.bool_))}
-_FEATURE_SET = frozenset(FEATURES)
 _NON_FINITE = (b"NaN", b"Infinity")
 
 
 @dataclass(frozen=True)
-class Tensor:
-    """One input tensor as sent: name, declared shape and values (flat, still in the sent dtype)."""
+class Batch:
+    """Decoded rows: the encoded float32 `[N, k]` matrix the model scores, each categorical feature's
+    values as sent (str, None where missing: the audit log keeps an unknown category, which is NaN in
+    `x`), and how many values of each categorical feature were not among its training categories."""
 
-    name: str
-    shape: tuple[int, ...]
-    values: np.ndarray
+    x: np.ndarray
+    text: dict[str, np.ndarray] = field(default_factory=dict)
+    unknown: dict[str, int] = field(default_factory=dict)
 
 
 Output = tuple[str, bool]
@@ -44,9 +75,9 @@ ALL_BINARY: tuple[Output, ...] = tuple((name, True) for name in OUTPUTS)
 
 @dataclass(frozen=True)
 class V2Request:
-    """A decoded v2 request: the feature matrix, the caller's id and the outputs to return."""
+    """A decoded v2 request: the rows, the caller's id and the outputs to return."""
 
-    x: np.ndarray
+    batch: Batch
     id: str | None
     outputs: tuple[Output, ...] = ALL_JSON
 
@@ -63,36 +94,291 @@ def load_json(body: bytes) -> Any:
         raise BadJsonError(f"request body is not valid JSON: {e}") from e
 
 
-def decode_v2(body: bytes, json_length: int | None, max_rows: int) -> V2Request:
-    """Decode a v2 infer request body; `json_length` is the binary extension's header value."""
-    if json_length is not None and not 0 < json_length <= len(body):
-        raise InvalidRequestError(
-            f"inference-header-content-length {json_length} does not fit a body of {len(body)} bytes"
-        )
-    header = body if json_length is None else body[:json_length]
-    binary = memoryview(body)[len(header) :]
-    doc = load_json(header)
-    if not isinstance(doc, dict):
-        raise InvalidRequestError("request body must be a JSON object with an 'inputs' list")
-    inputs = doc.get("inputs")
-    if not isinstance(inputs, list) or not inputs:
-        raise InvalidRequestError("'inputs' must be a non-empty list of tensors")
-    check_input_count(len(inputs))
-    request_id = doc.get("id")
-    if request_id is not None and not isinstance(request_id, str):
-        raise InvalidRequestError(f"'id' must be a string, not {brief(request_id)}")
-    binary_output = _flag(parameters_of(doc.get("parameters"), "request"), "binary_data_output", False)
-    outputs = requested_outputs(doc.get("outputs"), binary_output)
-    tensors = _read_tensors(inputs, binary, max_rows)
-    return V2Request(to_matrix(tensors, max_rows), request_id, outputs)
+def input_types(schema: Schema) -> list[dict[str, Any]]:
+    """The inputs model metadata lists: the `[N, k]` tensor of an all-numeric schema, then one `[N]`
+    tensor per feature."""
+    columns = [{"name": f.name, "datatype": DATATYPE_OF_KIND[f.kind], "shape": [-1]} for f in schema.features]
+    if not schema.all_numeric:
+        return columns
+    return [{"name": MATRIX_INPUT, "datatype": "FP32", "shape": [-1, len(schema)]}, *columns]
 
 
-def check_input_count(count: int) -> None:
-    if count > MAX_INPUTS:
-        raise InvalidRequestError(
-            f"{count} input tensors: this model takes one [N, {N_FEATURES}] tensor or {N_FEATURES} "
-            "[N] tensors named by feature"
+class Decoder:
+    """Reads v2 and v1 requests into a `Batch` for one schema; built once when a model is loaded, so
+    a request pays for no per-schema set-up."""
+
+    def __init__(self, schema: Schema, max_rows: int) -> None:
+        self.schema = schema
+        self.max_rows = max_rows
+        self.max_inputs = len(schema) + 1
+        """Most input tensors a request may carry: one per feature, and one more so that an extra
+        tensor is named as unknown rather than counted. More are refused before any of them is read."""
+        self.max_bytes = max_rows * sum(map(_room, schema.features)) + HEADER_BYTES
+        """A body this large cannot hold `max_rows` rows of sensible values: refused unread."""
+        self._booleans = tuple(i for i, f in enumerate(schema.features) if f.kind == "boolean")
+        self._categorical = tuple(i for i, f in enumerate(schema.features) if f.kind == "categorical")
+        # A list (not a tuple): it indexes the columns of the numbers and booleans in `x[:, columns]`.
+        self._numbers = [i for i, f in enumerate(schema.features) if f.kind != "categorical"]
+        self._number_names = tuple(schema.features[i].name for i in self._numbers)
+        self._all_numeric = schema.all_numeric
+        self._dims = 2 if self._all_numeric else 1
+        self._shapes = (
+            f"[N] or [N, {len(schema)}]"
+            if self._all_numeric
+            else "[N], one tensor per feature (the model has categorical or boolean features)"
         )
+
+    # --- v2 ---------------------------------------------------------------------------------------
+
+    def v2(self, body: bytes, json_length: int | None) -> V2Request:
+        """Decode a v2 infer request body; `json_length` is the binary extension's header value."""
+        if json_length is not None and not 0 < json_length <= len(body):
+            raise InvalidRequestError(
+                f"inference-header-content-length {json_length} does not fit a body of {len(body)} bytes"
+            )
+        header = body if json_length is None else body[:json_length]
+        binary = memoryview(body)[len(header) :]
+        doc = load_json(header)
+        if not isinstance(doc, dict):
+            raise InvalidRequestError("request body must be a JSON object with an 'inputs' list")
+        inputs = doc.get("inputs")
+        if not isinstance(inputs, list) or not inputs:
+            raise InvalidRequestError("'inputs' must be a non-empty list of tensors")
+        self.check_input_count(len(inputs))
+        request_id = doc.get("id")
+        if request_id is not None and not isinstance(request_id, str):
+            raise InvalidRequestError(f"'id' must be a string, not {brief(request_id)}")
+        binary_output = _flag(parameters_of(doc.get("parameters"), "request"), "binary_data_output", False)
+        outputs = requested_outputs(doc.get("outputs"), binary_output)
+        return V2Request(self.batch(self._read_tensors(inputs, binary)), request_id, outputs)
+
+    def infer_request(self, request: InferRequest) -> Batch:
+        """KServe's own request object (its gRPC server and generic routes): the same checks."""
+        self.check_input_count(len(request.inputs))
+        tensors = []
+        for i in request.inputs:
+            self.check_spec(i.name, i.datatype, i.shape)
+            try:
+                values = i.as_numpy()
+            except (ValueError, TypeError) as e:
+                raise InvalidRequestError(f"input {brief(i.name)}: unreadable data ({e})") from e
+            tensors.append(tensor(i.name, i.datatype, i.shape, values))
+        return self.batch(tensors)
+
+    def check_input_count(self, count: int) -> None:
+        if count > self.max_inputs:
+            k = len(self.schema)
+            takes = f"one [N, {k}] tensor or {k} [N] tensors" if self._all_numeric else f"{k} [N] tensors"
+            raise InvalidRequestError(f"{count} input tensors: this model takes {takes} named by feature")
+
+    def check_spec(self, name: str, datatype: Any, shape: Any) -> None:
+        """Check an input's declared datatype and shape (the values are read after)."""
+        if not isinstance(datatype, str) or datatype not in DATATYPES:
+            raise InvalidRequestError(
+                f"input {brief(name)} has datatype {brief(datatype)}; expected one of {', '.join(DATATYPES)}"
+            )
+        sizes = isinstance(shape, list | tuple) and 0 < len(shape) <= self._dims
+        if not (sizes and all(type(d) is int and d >= 0 for d in shape)):
+            raise InvalidRequestError(
+                f"input {brief(name)} has shape {brief(shape)}; expected {self._shapes}"
+            )
+        check_rows(shape[0], self.max_rows)
+
+    def _read_tensors(self, inputs: list[Any], binary: memoryview) -> list[Tensor]:
+        tensors, offset = [], 0
+        for spec in inputs:
+            if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+                raise InvalidRequestError("every input must be an object with a 'name'")
+            name, datatype, shape = spec["name"], spec.get("datatype"), spec.get("shape")
+            self.check_spec(name, datatype, shape)
+            sent = spec.get("parameters")
+            parameters = {} if sent is None else parameters_of(sent, f"input {brief(name)}")
+            if "binary_data_size" in parameters:
+                nbytes = parameters["binary_data_size"]
+                if type(nbytes) is not int or not 0 <= nbytes <= len(binary) - offset:
+                    raise bad_size(name, nbytes, shape, datatype)
+                values = binary_values(name, datatype, shape, binary[offset : offset + nbytes])
+                offset += nbytes
+            else:
+                values = json_values("input", name, datatype, spec.get("data"))
+            tensors.append(tensor(name, datatype, shape, values))
+        return tensors
+
+    def batch(self, tensors: list[Tensor]) -> Batch:
+        """One `[N, k]` tensor (all-numeric schemas) or `[N]` tensors named by feature → a Batch."""
+        first = tensors[0]
+        columnar = len(tensors) > 1 or len(first.shape) == 1
+        batch = self._columns(tensors) if columnar else self._matrix(first)
+        self._check_values(batch.x)
+        return batch
+
+    def _matrix(self, t: Tensor) -> Batch:
+        k = len(self.schema)
+        if t.shape[1] != k:
+            names = self.schema.names
+            raise InvalidRequestError(
+                f"input {brief(t.name)} has shape {list(t.shape)}; expected [N, {k}] in the order "
+                f"{listing(names)}, or {k} tensors of shape [N] named by feature"
+            )
+        if t.datatype not in NUMBER_DTYPES:
+            raise InvalidRequestError(
+                f"input {brief(t.name)} has datatype {t.datatype}; the [N, {k}] tensor takes numbers "
+                f"({', '.join(NUMBER_DTYPES)})"
+            )
+        return Batch(t.values.reshape(t.shape).astype(np.float32, copy=False))
+
+    def _columns(self, tensors: list[Tensor]) -> Batch:
+        by_name = self._by_feature(tensors)
+        rows = tensors[0].shape[0]
+        for t in tensors:
+            if t.shape != (rows,):
+                raise InvalidRequestError(
+                    f"input {brief(t.name)} has shape {list(t.shape)}; columnar inputs need shape [N] with "
+                    f"one N (here {rows})"
+                )
+        x = np.empty((rows, len(self.schema)), np.float32)
+        text: dict[str, np.ndarray] = {}
+        unknown: dict[str, int] = {}
+        for column, feature in enumerate(self.schema.features):
+            t = by_name.get(feature.name)
+            if t is not None and t.datatype not in ACCEPTED[feature.kind]:
+                raise InvalidRequestError(
+                    f"input {brief(t.name)} has datatype {t.datatype}, but feature {feature.name} is "
+                    f"{feature.kind}: send {_EXPECTED[feature.kind]}"
+                )
+            if feature.kind != "categorical":
+                x[:, column] = np.nan if t is None else t.values
+                continue
+            sent = np.full(rows, None, object) if t is None else t.values
+            x[:, column], text[feature.name], count = _categories(feature, sent)
+            if count:
+                unknown[feature.name] = count
+        return Batch(x, text, unknown)
+
+    def _by_feature(self, tensors: list[Tensor]) -> dict[str, Tensor]:
+        """The tensors by name, refusing duplicates, unknown names and missing required features."""
+        by_name: dict[str, Tensor] = {}
+        duplicated: dict[str, None] = {}
+        for t in tensors:
+            if t.name in by_name:
+                duplicated[t.name] = None
+            by_name[t.name] = t
+        if duplicated:
+            raise InvalidRequestError(f"input(s) sent more than once: {listing(sorted(duplicated))}")
+        positions = self.schema.positions
+        unknown = [n for n in by_name if n not in positions]
+        if unknown:
+            raise InvalidRequestError(
+                f"unknown input(s) {listing(unknown)}: columnar inputs must be named by feature "
+                f"({listing(self.schema.names)})"
+            )
+        missing = [f.name for f in self.schema.features if not f.optional and f.name not in by_name]
+        if missing:
+            raise InvalidRequestError(f"missing feature(s): {listing(missing)}")
+        return by_name
+
+    def _check_values(self, x: np.ndarray) -> None:
+        """Refuse infinities, missing values of required features and booleans other than 0 and 1,
+        naming the first. One pass over the matrix when every value is a finite number."""
+        if not np.isfinite(x).all():
+            for column, feature in enumerate(self.schema.features):
+                if feature.kind != "categorical":  # a categorical NaN is checked when encoded
+                    _check_finite(x[:, column], feature)
+        for column in self._booleans:
+            values = x[:, column]
+            bad = (values != 0) & (values != 1) & ~np.isnan(values)
+            if bad.any():
+                row = int(np.argmax(bad))
+                raise InvalidRequestError(
+                    f"value {values[row]:g} in row {row}, feature {self.schema.features[column].name}: a "
+                    "boolean feature takes true or false (or 0 and 1)"
+                )
+
+    # --- v1 ---------------------------------------------------------------------------------------
+
+    def v1(self, body: bytes) -> Batch:
+        """v1 `{"instances": [...]}`: each instance a dict keyed by feature, or (all-numeric schemas)
+        a list of the k values in schema order."""
+        return self.v1_doc(load_json(body))
+
+    def v1_doc(self, doc: Any) -> Batch:
+        """The batch of a parsed v1 body."""
+        instances = doc.get("instances") if isinstance(doc, dict) else None
+        if not isinstance(instances, list):
+            raise InvalidRequestError("request body must be a JSON object with an 'instances' list")
+        check_rows(len(instances), self.max_rows)
+        if all(isinstance(i, dict) for i in instances):
+            return self._v1_dicts(instances)
+        k = len(self.schema)
+        if not self._all_numeric:
+            raise InvalidRequestError(
+                "'instances' must be objects keyed by feature: this model has categorical or boolean "
+                "features, so lists of values are not accepted"
+            )
+        try:
+            x = np.array(instances, dtype=np.float32)
+        except (ValueError, TypeError) as e:
+            raise InvalidRequestError(
+                f"'instances' must be objects keyed by feature or lists of {k} numbers ({e})"
+            ) from e
+        if x.ndim != 2 or x.shape[1] != k:
+            raise InvalidRequestError(f"each instance needs {k} values; got shape {list(x.shape)}")
+        return self.batch([Tensor("instances", "FP32", x.shape, x.reshape(-1))])
+
+    def _v1_dicts(self, instances: list[dict[str, Any]]) -> Batch:
+        """Dict instances (null or absent: missing) → a Batch: the numbers and booleans of all rows in
+        one numpy call, each categorical feature's values looked up one by one."""
+        positions, complete = self.schema.positions, True
+        for index, instance in enumerate(instances):
+            if instance.keys() != positions.keys():
+                self._check_keys(instance, index)
+                complete = False
+        if self._all_numeric:
+            x = self._v1_numbers(instances, complete)
+        else:
+            x = np.empty((len(instances), len(self.schema)), np.float32)
+            x[:, self._numbers] = self._v1_numbers(instances, complete)
+        text: dict[str, np.ndarray] = {}
+        unknown: dict[str, int] = {}
+        for column in self._categorical:
+            feature = self.schema.features[column]
+            sent = np.fromiter((i.get(feature.name) for i in instances), object, len(instances))
+            x[:, column], text[feature.name], count = _categories(feature, sent)
+            if count:
+                unknown[feature.name] = count
+        self._check_values(x)
+        return Batch(x, text, unknown)
+
+    def _v1_numbers(self, instances: list[dict[str, Any]], complete: bool) -> np.ndarray:
+        """The numeric and boolean features' values of dict instances as float32 `[N, m]`;
+        `complete`: every instance has every feature (read without `get`, the common case)."""
+        names = self._number_names
+        if complete:
+            rows = [[instance[name] for name in names] for instance in instances]
+        else:
+            rows = [[instance.get(name) for name in names] for instance in instances]
+        try:
+            return np.array(rows, np.float32).reshape(len(rows), len(names))
+        except (ValueError, TypeError) as e:
+            features = [self.schema.features[column] for column in self._numbers]
+            for column, feature in enumerate(features):  # name the first feature holding something else
+                datatype = BOOL if feature.kind == "boolean" else "FP64"
+                json_values("feature", feature.name, datatype, [row[column] for row in rows])
+            raise InvalidRequestError(f"'instances' must hold one value per feature ({e})") from e
+
+    def _check_keys(self, instance: dict[str, Any], index: int) -> None:
+        positions = self.schema.positions
+        missing = [f.name for f in self.schema.features if not f.optional and f.name not in instance]
+        unknown = [k for k in instance if k not in positions]
+        problems = [f"missing feature(s) {listing(missing)}"] if missing else []
+        problems += [f"unknown feature(s) {listing(unknown)}"] if unknown else []
+        if problems:
+            raise InvalidRequestError(f"instance {index}: {'; '.join(problems)}")
+
+
+def _room(feature: Feature) -> int:
+    longest = max(map(len, feature.categories), default=0)
+    return len(feature.name) + longest + MAX_BYTES_PER_VALUE
 
 
 def parameters_of(value: Any, owner: str) -> dict[str, Any]:
@@ -137,17 +423,6 @@ def requested_outputs(value: Any, binary: bool) -> tuple[Output, ...]:
     return tuple(chosen.items())
 
 
-def to_matrix(tensors: list[Tensor], max_rows: int) -> np.ndarray:
-    """One `[N, 30]` tensor or 30 columnar `[N]` tensors named by feature → float32 `[N, 30]`."""
-    columnar = len(tensors) > 1 or (len(tensors[0].shape) == 1 and tensors[0].name in _FEATURE_SET)
-    x = _columns(tensors) if columnar else _matrix(tensors[0])
-    check_rows(len(x), max_rows)
-    if not np.isfinite(x).all():
-        row, col = np.argwhere(~np.isfinite(x))[0]
-        raise InvalidRequestError(f"non-finite value {x[row, col]} in row {row}, feature {FEATURES[col]}")
-    return x
-
-
 def check_rows(rows: int, max_rows: int) -> None:
     if rows == 0:
         raise InvalidRequestError("empty batch: the request has no rows to score")
@@ -155,103 +430,44 @@ def check_rows(rows: int, max_rows: int) -> None:
         raise BatchTooLargeError(f"batch of {rows} rows is over the limit of {max_rows} rows per request")
 
 
-def _read_tensors(inputs: list[Any], binary: memoryview, max_rows: int) -> list[Tensor]:
-    tensors, offset = [], 0
-    for spec in inputs:
-        if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
-            raise InvalidRequestError("every input must be an object with a 'name'")
-        name, shape = spec["name"], spec.get("shape")
-        dtype = check_spec(name, spec.get("datatype"), shape, max_rows)
-        size = math.prod(shape)
-        parameters = parameters_of(spec.get("parameters"), f"input {brief(name)}")
-        if "binary_data_size" in parameters:
-            nbytes = parameters["binary_data_size"]
-            if type(nbytes) is not int or nbytes != size * dtype.itemsize or offset + nbytes > len(binary):
-                raise InvalidRequestError(
-                    f"input {brief(name)}: binary_data_size {brief(nbytes)} does not match shape "
-                    f"{brief(shape)} of {spec['datatype']} or the bytes sent"
-                )
-            values = np.frombuffer(binary[offset : offset + nbytes], dtype)
-            offset += nbytes
-        else:
-            values = _json_values(name, spec.get("data"), dtype)
-        tensors.append(tensor(name, shape, values))
-    return tensors
-
-
-def check_spec(name: str, datatype: Any, shape: Any, max_rows: int) -> np.dtype:
-    """Check an input's declared datatype and shape; returns the numpy dtype of its values."""
-    dtype = INPUT_DTYPES.get(datatype) if isinstance(datatype, str) else None
-    if dtype is None:
+def _categories(feature: Feature, sent: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """A categorical feature's values as sent → its codes (NaN: missing or unknown), the values as
+    text (None where missing) and how many were unknown categories."""
+    types = set(map(type, sent))
+    text = sent
+    if bytes in types:  # binary tensors and KServe's own requests carry bytes
+        try:
+            text = np.fromiter((v.decode() if type(v) is bytes else v for v in sent), object, len(sent))
+        except UnicodeDecodeError as e:
+            raise InvalidRequestError(f"feature {feature.name}: BYTES values must be UTF-8 ({e})") from e
+        types = (types - {bytes}) | {str}
+    if not types <= {str, type(None)}:
+        wrong = next(v for v in sent if not isinstance(v, str | bytes | None))
         raise InvalidRequestError(
-            f"input {brief(name)} has datatype {brief(datatype)}; expected FP32 or FP64"
+            f"feature {feature.name} is categorical: its values must be strings, not {brief(wrong)}"
         )
-    sizes = isinstance(shape, list | tuple) and 0 < len(shape) <= 2
-    if not (sizes and all(type(d) is int and d >= 0 for d in shape)):
-        raise InvalidRequestError(
-            f"input {brief(name)} has shape {brief(shape)}; expected [N] or [N, {N_FEATURES}]"
-        )
-    check_rows(shape[0], max_rows)
-    return dtype
-
-
-def tensor(name: str, shape: list[int] | tuple[int, ...], values: np.ndarray) -> Tensor:
-    size = math.prod(shape)
-    if values.size != size:
-        raise InvalidRequestError(
-            f"input {brief(name)} has {values.size} values but shape {list(shape)} needs {size}"
-        )
-    return Tensor(name, tuple(shape), values.reshape(-1))
-
-
-def _json_values(name: str, data: Any, dtype: np.dtype) -> np.ndarray:
-    if not isinstance(data, list):
-        raise InvalidRequestError(f"input {brief(name)} needs its values in 'data' (a list of numbers)")
-    try:
-        return np.array(data, dtype=dtype).reshape(-1)
-    except (ValueError, TypeError) as e:
-        raise InvalidRequestError(f"input {brief(name)}: 'data' must hold numbers only ({e})") from e
-
-
-def _matrix(tensor: Tensor) -> np.ndarray:
-    if len(tensor.shape) != 2 or tensor.shape[1] != N_FEATURES:
-        raise InvalidRequestError(
-            f"input {brief(tensor.name)} has shape {list(tensor.shape)}; expected [N, {N_FEATURES}] in "
-            f"the order {FEATURES[0]}, {FEATURES[1]}, …, {FEATURES[-1]}, or {N_FEATURES} tensors of "
-            "shape [N] named by feature"
-        )
-    return tensor.values.reshape(tensor.shape).astype(np.float32, copy=False)
-
-
-def _columns(tensors: list[Tensor]) -> np.ndarray:
-    by_name: dict[str, np.ndarray] = {}
-    duplicated: dict[str, None] = {}
-    for t in tensors:
-        if t.name in by_name:
-            duplicated[t.name] = None
-        by_name[t.name] = t.values
-    if duplicated:
-        raise InvalidRequestError(f"input(s) sent more than once: {listing(sorted(duplicated))}")
-    unknown = [n for n in by_name if n not in _FEATURE_SET]
-    if unknown:
-        raise InvalidRequestError(
-            f"unknown input(s) {listing(unknown)}: columnar inputs must be named by feature "
-            f"({FEATURES[0]}, {FEATURES[1]}, …, {FEATURES[-1]})"
-        )
-    missing = [f for f in FEATURES if f not in by_name]
-    if missing:
-        raise InvalidRequestError(f"missing feature(s): {listing(missing)}")
-    rows = tensors[0].shape[0]
-    for t in tensors:
-        if t.shape != (rows,):
+    missing = 0
+    if type(None) in types:
+        absent = np.fromiter((v is None for v in text), bool, len(text))
+        if not feature.optional:
             raise InvalidRequestError(
-                f"input {brief(t.name)} has shape {list(t.shape)}; columnar inputs need shape [N] with one "
-                f"N (here {rows})"
+                f"no value (null) in row {int(np.argmax(absent))} of required feature {feature.name}"
             )
-    x = np.empty((rows, N_FEATURES), np.float32)
-    for column, feature in enumerate(FEATURES):
-        x[:, column] = by_name[feature]
-    return x
+        missing = int(absent.sum())
+    codes = feature.encode(text)
+    return codes, text, int(np.isnan(codes).sum()) - missing
+
+
+def _check_finite(values: np.ndarray, feature: Feature) -> None:
+    bad = ~np.isfinite(values)
+    if feature.optional:
+        bad &= ~np.isnan(values)
+    if not bad.any():
+        return
+    row = int(np.argmax(bad))
+    if np.isnan(values[row]):
+        raise InvalidRequestError(f"no value (null or NaN) in row {row} of required feature {feature.name}")
+    raise InvalidRequestError(f"non-finite value {values[row]} in row {row}, feature {feature.name}")
 
 
 def encode_v2(
@@ -283,40 +499,6 @@ def encode_v2(
     if not raw:
         return header, None
     return b"".join((header, *raw)), len(header)
-
-
-def decode_v1(body: bytes, max_rows: int) -> np.ndarray:
-    """v1 `{"instances": [...]}` with each instance a dict of 30 features or a list of 30 numbers."""
-    return rows_v1(load_json(body), max_rows)
-
-
-def rows_v1(doc: Any, max_rows: int) -> np.ndarray:
-    """The feature matrix of a parsed v1 body."""
-    instances = doc.get("instances") if isinstance(doc, dict) else None
-    if not isinstance(instances, list):
-        raise InvalidRequestError("request body must be a JSON object with an 'instances' list")
-    check_rows(len(instances), max_rows)
-    if all(isinstance(i, dict) for i in instances):
-        instances = [_row_of(i, n) for n, i in enumerate(instances)]
-    try:
-        x = np.array(instances, dtype=np.float32)
-    except (ValueError, TypeError) as e:
-        raise InvalidRequestError(
-            f"'instances' must be objects keyed by feature or lists of {N_FEATURES} numbers ({e})"
-        ) from e
-    if x.ndim != 2 or x.shape[1] != N_FEATURES:
-        raise InvalidRequestError(f"each instance needs {N_FEATURES} values; got shape {list(x.shape)}")
-    return to_matrix([Tensor("instances", x.shape, x.reshape(-1))], max_rows)
-
-
-def _row_of(instance: dict[str, Any], index: int) -> list[Any]:
-    if instance.keys() != _FEATURE_SET:
-        missing = [f for f in FEATURES if f not in instance]
-        unknown = [k for k in instance if k not in _FEATURE_SET]
-        problems = [f"missing feature(s) {listing(missing)}"] if missing else []
-        problems += [f"unknown feature(s) {listing(unknown)}"] if unknown else []
-        raise InvalidRequestError(f"instance {index}: {'; '.join(problems)}")
-    return [instance[f] for f in FEATURES]
 
 
 def predictions_v1(model_version: str, scores: np.ndarray, decisions: np.ndarray) -> dict[str, Any]:

@@ -6,7 +6,7 @@ default registry (which KServe's `/metrics` serves) holds the whole process's nu
 
 import threading
 from bisect import bisect_left
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from functools import cached_property
 from typing import Any
 
@@ -41,6 +41,11 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 16384,
 PREDICTIONS = Counter("fraud_predictions", "Scored transactions by decision.", ("decision", *LABELS))
 BATCH_SIZE = Histogram("fraud_batch_size", "Rows per inference request.", LABELS, buckets=BATCH_BUCKETS)
 REJECTED = Counter("fraud_rejected_requests", "Requests refused, by reason.", ("reason", *LABELS))
+UNKNOWN_CATEGORIES = Counter(
+    "fraud_unknown_category",
+    "Categorical values scored that are not among the categories seen in training, by feature.",
+    ("feature", *LABELS),
+)
 MODEL_INFO = Gauge(
     "fraud_model_info", "The model this predictor serves (always 1).", (*LABELS, "kind", "threshold")
 )
@@ -121,6 +126,11 @@ class ModelMetrics:
         legit_series.inc(len(decisions) - fraud)
         batch_series.observe(len(decisions))
         SCORES.observe(self.labels, scores)
+
+    def unknown_categories(self, counts: Mapping[str, int]) -> None:
+        """Count values of categorical features (by name) that the model has not seen in training."""
+        for feature, count in counts.items():
+            UNKNOWN_CATEGORIES.labels(feature, *self.labels).inc(count)
 
     def rejected(self, reason: str) -> None:
         REJECTED.labels(reason, *self.labels).inc()

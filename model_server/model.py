@@ -10,11 +10,11 @@ from kserve.metrics import PREDICT_HIST_TIME
 
 from fraudcore.bundle import Bundle, XGBoostScorer
 from fraudcore.registry import LoadedModel, Registry
-from fraudcore.schema import FEATURES, N_FEATURES
 from fraudcore.settings import Settings
 from model_server import codec
 from model_server.audit import AuditLog
 from model_server.batching import MicroBatcher
+from model_server.codec import Batch, Decoder
 from model_server.errors import NotReadyError, UnknownModelError, brief
 from model_server.metrics import ModelMetrics
 from model_server.trees import SMALL_BATCH_ROWS, verified_ensemble
@@ -29,7 +29,7 @@ MODEL_ROLE_HEADER = "x-model-role"
 
 
 class FraudPredictor(Model):
-    """Loads the model `FRAUD_MODEL_URI` names and scores float32 `[N, 30]` batches.
+    """Loads the model `FRAUD_MODEL_URI` names and scores batches decoded by its schema.
 
     `score` is the one scoring path: the REST routes call it directly, and KServe's own request
     pipeline (gRPC, and any route KServe serves) reaches it through `predict`.
@@ -43,6 +43,7 @@ class FraudPredictor(Model):
         self.load_error: str | None = None
         self.metrics = ModelMetrics("none", self.role)
         self._batcher: MicroBatcher | None = None
+        self._decoder: Decoder | None = None
         self._audit: AuditLog | None = None
         self._latency = PREDICT_HIST_TIME.labels(name)
 
@@ -55,6 +56,13 @@ class FraudPredictor(Model):
         if self.loaded is None:
             raise NotReadyError(f"model {self.name} is not loaded: {self.load_error or 'still loading'}")
         return self.loaded.bundle
+
+    @property
+    def decoder(self) -> Decoder:
+        """Reads requests by the loaded model's schema; NotReadyError (503) while none is loaded."""
+        if self._decoder is None:
+            raise NotReadyError(f"model {self.name} is not ready: {self.load_error or 'still loading'}")
+        return self._decoder
 
     def load(self) -> bool:
         """Load the model; a failure leaves the model not ready with one error log line."""
@@ -70,9 +78,11 @@ class FraudPredictor(Model):
         self.loaded = loaded
         self.metrics = ModelMetrics(loaded.version, self.role)
         self.metrics.announce(loaded.bundle.card.kind, loaded.bundle.card.threshold)
+        schema = loaded.bundle.card.schema
+        self._decoder = Decoder(schema, self.settings.max_batch_rows)
         self._batcher = _batcher(loaded.bundle)
         if self.settings.audit_dsn:
-            self._audit = AuditLog(self.settings.audit_dsn, self.settings.audit_buffer_rows)
+            self._audit = AuditLog(self.settings.audit_dsn, self.settings.audit_buffer_rows, schema)
             self._audit.start()
         self.ready = True
         logger.info(
@@ -97,18 +107,22 @@ class FraudPredictor(Model):
         if self._audit is not None:
             self._audit.close()
 
-    async def score(self, x: np.ndarray, request_id: str, started: float) -> tuple[np.ndarray, np.ndarray]:
-        """Fraud probabilities and decisions for float32 `[N, 30]`; records metrics and the audit row."""
+    async def score(self, batch: Batch, request_id: str, started: float) -> tuple[np.ndarray, np.ndarray]:
+        """Fraud probabilities and decisions for a decoded batch; records metrics and the audit rows."""
         if self._batcher is None or not self.ready:
             raise NotReadyError(f"model {self.name} is not ready: {self.load_error or 'still loading'}")
         bundle = self.bundle
-        scores = await self._batcher.score(x)
+        scores = await self._batcher.score(batch.x)
         decisions = bundle.decide(scores)
         latency = time.perf_counter() - started
         self._latency.observe(latency)
         self.metrics.scored(scores, decisions)
+        if batch.unknown:
+            self.metrics.unknown_categories(batch.unknown)
         if self._audit is not None:
-            self._audit.record(request_id, x, scores, decisions, self.version, self.role, latency)
+            self._audit.record(
+                request_id, batch.x, scores, decisions, self.version, self.role, latency, text=batch.text
+            )
         return scores, decisions
 
     def check_served(self, name: str, version: str | None = None) -> None:
@@ -138,20 +152,14 @@ class FraudPredictor(Model):
     ) -> InferResponse | dict[str, Any]:
         """KServe's pipeline: an InferRequest (v2) or a v1 body already parsed to a dict."""
         started = time.perf_counter()
-        max_rows = self.settings.max_batch_rows
         if isinstance(payload, InferRequest):
-            codec.check_input_count(len(payload.inputs))
-            tensors = []
-            for i in payload.inputs:
-                codec.check_spec(i.name, i.datatype, i.shape, max_rows)
-                tensors.append(codec.tensor(i.name, i.shape, i.as_numpy()))
-            x = codec.to_matrix(tensors, max_rows)
+            batch = self.decoder.infer_request(payload)
             request_id = payload.id
         else:
-            x = codec.rows_v1(payload, max_rows)
+            batch = self.decoder.v1_doc(payload)
             request_id = None
         request_id = (headers or {}).get("x-request-id") or request_id or ""
-        scores, decisions = await self.score(x, request_id, started)
+        scores, decisions = await self.score(batch, request_id, started)
         if response_headers is not None:
             response_headers.update(self.response_headers())
         if not isinstance(payload, InferRequest):
@@ -165,7 +173,7 @@ class FraudPredictor(Model):
         return InferResponse(request_id, self.name, outputs, model_version=self.version)
 
     def get_input_types(self) -> list[dict[str, Any]]:
-        return [{"name": "features", "datatype": "FP32", "shape": [-1, N_FEATURES]}]
+        return codec.input_types(self.bundle.card.schema)
 
     def get_output_types(self) -> list[dict[str, Any]]:
         return [
@@ -195,7 +203,7 @@ class FraudPredictor(Model):
                 "trained_at": card.trained_at,
                 "data_source": card.data_source,
                 "from_cache": self.loaded.from_cache,
-                "features": list(FEATURES),
+                "schema": card.schema.to_dict(),
             },
         }
 
@@ -205,7 +213,8 @@ def _batcher(bundle: Bundle) -> MicroBatcher:
     logistic model (one matrix product) inline for any batch."""
     scorer = bundle.scorer
     if isinstance(scorer, XGBoostScorer):
-        ensemble = verified_ensemble(scorer.booster, scorer.predict_proba, bundle.reference())
+        schema = bundle.card.schema
+        ensemble = verified_ensemble(scorer.booster, scorer.predict_proba, bundle.reference(), schema)
         if ensemble is not None:
             return MicroBatcher(
                 scorer.predict_proba, MICRO_BATCH_ROWS, ensemble.predict_proba, SMALL_BATCH_ROWS

@@ -2,8 +2,8 @@
 
 FastAPI describes only the KServe routes it routes itself. The scoring endpoints are an ASGI
 middleware and metadata, readiness and a few KServe routes are replaced (routes.py), so those are
-described here, from the same constants the codec checks against: the document says what the server
-answers, including the `{"error": …}` body of every 4xx and 5xx.
+described here, from the same constants the codec checks against and the loaded model's schema: the
+document says what the server answers, including the `{"error": …}` body of every 4xx and 5xx.
 """
 
 import re
@@ -17,8 +17,9 @@ from fastapi.openapi.utils import get_openapi
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
-from fraudcore.schema import FEATURES, N_FEATURES
+from fraudcore.schema import Schema
 from model_server import codec
+from model_server.tensors import DATATYPES
 
 TITLE = "fraud-detection predictor"
 KEPT_FROM_KSERVE = ("/", "/metrics", "/v1/models", "/v2/models", "/v2/health/live")
@@ -130,29 +131,35 @@ _PARAMETERS = {
 _STRINGS = {"type": "array", "items": {"type": "string"}}
 
 
-def _tensor_schemas() -> dict[str, Any]:
+def _tensor_schemas(decoder: codec.Decoder | None) -> dict[str, Any]:
     """The v2 request and response bodies, as codec.py reads and writes them."""
-    return {"InferenceRequest": _inference_request(), "InferenceResponse": _inference_response()}
+    return {"InferenceRequest": _inference_request(decoder), "InferenceResponse": _inference_response()}
 
 
-def _inference_request() -> dict[str, Any]:
-    numbers = {
+def _inference_request(decoder: codec.Decoder | None) -> dict[str, Any]:
+    value = {"type": ["number", "string", "boolean", "null"]}
+    data = {"type": "array", "items": {"anyOf": [value, {"type": "array", "items": value}]}}
+    matrix = decoder is None or decoder.schema.all_numeric
+    shape = {
         "type": "array",
-        "items": {"anyOf": [{"type": "number"}, {"type": "array", "items": {"type": "number"}}]},
+        "items": {"type": "integer", "minimum": 0},
+        "minItems": 1,
+        "maxItems": 2 if matrix else 1,
     }
-    shape = {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 1, "maxItems": 2}
     request_input = _object(
         ["name", "shape", "datatype"],
         {
             "name": {"type": "string"},
             "shape": shape,
-            "datatype": {"type": "string", "enum": list(codec.INPUT_DTYPES)},
+            "datatype": {"type": "string", "enum": list(DATATYPES)},
             "parameters": _PARAMETERS,
-            "data": numbers,
+            "data": data,
         },
-        description=f"One [N, {N_FEATURES}] tensor (features in schema order) or one [N] tensor per "
-        f"feature, named by feature ({', '.join(FEATURES)}).",
+        description=_inputs_description(decoder.schema if decoder else None),
     )
+    inputs: dict[str, Any] = {"type": "array", "items": request_input, "minItems": 1}
+    if decoder is not None:
+        inputs["maxItems"] = decoder.max_inputs
     request_output = _object(
         ["name"], {"name": {"type": "string", "enum": list(codec.OUTPUTS)}, "parameters": _PARAMETERS}
     )
@@ -161,7 +168,7 @@ def _inference_request() -> dict[str, Any]:
         {
             "id": {"type": ["string", "null"], "description": "Echoed in the response"},
             "parameters": _PARAMETERS,
-            "inputs": {"type": "array", "items": request_input, "minItems": 1, "maxItems": codec.MAX_INPUTS},
+            "inputs": inputs,
             "outputs": {
                 "type": ["array", "null"],
                 "items": request_output,
@@ -170,6 +177,24 @@ def _inference_request() -> dict[str, Any]:
             },
         },
     )
+
+
+def _inputs_description(schema: Schema | None) -> str:
+    """Which tensors the loaded model takes (any model's rule when none is loaded)."""
+    if schema is None:
+        return (
+            "One [N] tensor per feature, named by feature: numbers for a numeric feature, BOOL for a "
+            "boolean one, BYTES for a categorical one; for an all-numeric model also one [N, k] tensor "
+            "in schema order. Model metadata lists the inputs."
+        )
+    described = ", ".join(
+        f"{f.name} ({codec.DATATYPE_OF_KIND[f.kind]}{', optional' if f.optional else ''})"
+        for f in schema.features
+    )
+    text = f"One [N] tensor per feature, named by feature: {described}."
+    if schema.all_numeric:
+        text += f" Or one [N, {len(schema)}] tensor with the features in this order."
+    return text
 
 
 def _inference_response() -> dict[str, Any]:
@@ -194,9 +219,9 @@ def _inference_response() -> dict[str, Any]:
     )
 
 
-def _other_schemas() -> dict[str, Any]:
+def _other_schemas(schema: Schema | None) -> dict[str, Any]:
     """Errors, health and metadata, and the v1 bodies."""
-    return {**_status_schemas(), **_v1_schemas()}
+    return {**_status_schemas(), **_v1_schemas(schema)}
 
 
 def _status_schemas() -> dict[str, Any]:
@@ -226,26 +251,45 @@ def _status_schemas() -> dict[str, Any]:
                 "platform": {"type": "string"},
                 "inputs": {"type": "array", "items": tensor},
                 "outputs": {"type": "array", "items": tensor},
-                "parameters": {"type": "object", "description": "Version, role, threshold, holdout metrics"},
+                "parameters": {
+                    "type": "object",
+                    "description": "Version, role, threshold, holdout metrics, schema",
+                },
             },
         ),
     }
 
 
-def _v1_schemas() -> dict[str, Any]:
-    instance = {
-        "anyOf": [
-            _object(list(FEATURES), {feature: {"type": "number"} for feature in FEATURES}),
-            {"type": "array", "items": {"type": "number"}, "minItems": N_FEATURES, "maxItems": N_FEATURES},
-        ]
+_V1_TYPES: dict[str, str] = {"numeric": "number", "categorical": "string", "boolean": "boolean"}
+
+
+def _v1_instance(schema: Schema | None) -> dict[str, Any]:
+    """An instance: an object keyed by feature (null or absent: missing, for optional features) or,
+    for an all-numeric model, a list of its values in schema order."""
+    if schema is None:
+        value = {"type": ["number", "string", "boolean", "null"]}
+        return {
+            "anyOf": [{"type": "object", "additionalProperties": value}, {"type": "array", "items": value}]
+        }
+    properties = {
+        f.name: {"type": [_V1_TYPES[f.kind], "null"] if f.optional else _V1_TYPES[f.kind]}
+        for f in schema.features
     }
+    keyed = _object([f.name for f in schema.features if not f.optional], properties)
+    if not schema.all_numeric:
+        return keyed
+    k = len(schema)
+    return {"anyOf": [keyed, {"type": "array", "items": {"type": "number"}, "minItems": k, "maxItems": k}]}
+
+
+def _v1_schemas(schema: Schema | None) -> dict[str, Any]:
     prediction = _object(
         [codec.PROBABILITY, codec.DECISION],
         {codec.PROBABILITY: {"type": "number"}, codec.DECISION: {"type": "boolean"}},
     )
     return {
         "V1Request": _object(
-            ["instances"], {"instances": {"type": "array", "items": instance, "minItems": 1}}
+            ["instances"], {"instances": {"type": "array", "items": _v1_instance(schema), "minItems": 1}}
         ),
         "V1Response": _object(
             ["predictions", "model_version"],
@@ -254,12 +298,14 @@ def _v1_schemas() -> dict[str, Any]:
     }
 
 
-def document(app: FastAPI) -> dict[str, Any]:
-    """KServe's routes that are KServe's own, as FastAPI describes them, plus everything above."""
+def document(app: FastAPI, decoder: codec.Decoder | None) -> dict[str, Any]:
+    """KServe's routes that are KServe's own, as FastAPI describes them, plus everything above, with
+    the inputs of the loaded model (`decoder`), or of any model when none is loaded."""
     generated = get_openapi(title=TITLE, version=metadata.version("kserve"), routes=app.routes)
     kept = {path: item for path, item in generated["paths"].items() if path in KEPT_FROM_KSERVE}
     kept["/metrics"]["get"]["responses"]["200"]["content"] = {"text/plain": {"schema": {"type": "string"}}}
     used = set(_REF.findall(orjson.dumps(kept).decode()))
+    schema = decoder.schema if decoder else None
     generated_schemas = generated.get("components", {}).get("schemas", {})
     schemas = {name: generated_schemas[name] for name in used}
     return {
@@ -272,17 +318,18 @@ def document(app: FastAPI) -> dict[str, Any]:
             "`Authorization: Bearer <token>`.",
         },
         "paths": {**kept, **_paths()},
-        "components": {"schemas": {**schemas, **_tensor_schemas(), **_other_schemas()}},
+        "components": {"schemas": {**schemas, **_tensor_schemas(decoder), **_other_schemas(schema)}},
     }
 
 
-def install(app: FastAPI) -> None:
-    """Serve this document at the app's `openapi_url`, and Swagger UI at `/docs`."""
+def install(app: FastAPI, decoder: codec.Decoder | None) -> None:
+    """Serve this document at the app's `openapi_url`, and Swagger UI at `/docs`; `decoder` reads
+    the loaded model's requests (None: no model could be loaded)."""
     cached: dict[str, Any] = {}
 
     def openapi() -> dict[str, Any]:
         if not cached:  # first asked after KServe has added its routes
-            cached.update(document(app))
+            cached.update(document(app, decoder))
         return cached
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -26,7 +26,6 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fraudcore.errors import FraudError
-from fraudcore.schema import N_FEATURES
 from model_server import codec, openapi
 from model_server.errors import (
     BatchTooLargeError,
@@ -47,9 +46,6 @@ JSON_LENGTH_HEADER = b"inference-header-content-length"
 PROTECTED_PREFIXES = ("/v1/models", "/v2/models", "/v2/repository")
 """Paths that need the shared token when one is set; health, metrics and server metadata do not."""
 
-MAX_BYTES_PER_VALUE = 32
-"""Room per feature value when bounding the body size (a JSON float32 needs at most ~16)."""
-
 _V2_INFER = re.compile(r"/v2/models/([^/]+)(?:/versions/([^/]+))?/infer")
 _V1_PREDICT = re.compile(r"/v1/models/([^/]+):predict")
 _JSON = [(b"content-type", b"application/json")]
@@ -63,7 +59,7 @@ SERVER_METADATA = {
 Headers = list[tuple[bytes, bytes]]
 Scored = tuple[bytes, Headers, int]
 """A scoring endpoint's answer: body, headers and the number of rows scored."""
-Handler = Callable[[bytes, bytes | None, str, float], Awaitable[Scored]]
+Handler = Callable[[codec.Decoder, bytes, bytes | None, str, float], Awaitable[Scored]]
 Route = tuple[Handler, str, str | None]
 """A scoring endpoint's handler, the model name in its URL and the version, when the URL names one."""
 
@@ -85,7 +81,7 @@ def install(app: FastAPI, model: FraudPredictor, token: str | None) -> None:
         app.add_route(f"/v2/repository/models/{{model_name}}/{action}", routes.repository, methods=["POST"])
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
-    openapi.install(app)
+    openapi.install(app, model.decoder if model.ready else None)
 
 
 async def _http_error(request: Request, error: Exception) -> Response:
@@ -108,8 +104,6 @@ class ScoringMiddleware:
         self.app = app
         self.model = model
         self.max_rows = model.settings.max_batch_rows
-        # A body this large cannot hold max_rows rows of sensible JSON numbers: refused unread.
-        self.max_bytes = self.max_rows * N_FEATURES * MAX_BYTES_PER_VALUE + 65536
         self.expected = f"Bearer {token}".encode() if token else None
         self._headers: Headers = []
         self._headers_version: str | None = None
@@ -154,11 +148,12 @@ class ScoringMiddleware:
             return
         score, name, version = handler
         try:
-            if length > self.max_bytes:
-                raise self._too_large(f"request body of {length} bytes")
-            body = await self._read_body(receive)
             self.model.check_served(name, version)
-            content, headers, rows = await score(body, json_length, rid, started)
+            decoder = self.model.decoder  # 503 while no model is loaded: nothing to read the body for
+            if length > decoder.max_bytes:
+                raise self._too_large(f"request body of {length} bytes")
+            body = await self._read_body(receive, decoder.max_bytes)
+            content, headers, rows = await score(decoder, body, json_length, rid, started)
         except FraudError as e:
             status, content, headers = self._reject(e, scope, rid, started)
         except Exception:  # a bug, not the caller's mistake: a fixed answer, the traceback in the log
@@ -177,8 +172,8 @@ class ScoringMiddleware:
             return self._predict_v1, match[1], None
         return None
 
-    async def _read_body(self, receive: Receive) -> bytes:
-        """The whole body, refused (413) as soon as it grows past the limit, chunked or not."""
+    async def _read_body(self, receive: Receive, max_bytes: int) -> bytes:
+        """The whole body, refused (413) as soon as it grows past `max_bytes`, chunked or not."""
         message = await receive()
         body: bytes = message.get("body", b"")
         if not message.get("more_body"):
@@ -188,16 +183,18 @@ class ScoringMiddleware:
             message = await receive()
             parts.append(message.get("body", b""))
             size += len(parts[-1])
-            if size > self.max_bytes:
-                raise self._too_large(f"request body of more than {self.max_bytes} bytes")
+            if size > max_bytes:
+                raise self._too_large(f"request body of more than {max_bytes} bytes")
         return b"".join(parts)
 
     def _too_large(self, what: str) -> BatchTooLargeError:
         return BatchTooLargeError(f"{what} is over the limit for {self.max_rows} rows per request")
 
-    async def _infer_v2(self, body: bytes, json_length: bytes | None, rid: str, started: float) -> Scored:
-        decoded = codec.decode_v2(body, _json_length(json_length), self.max_rows)
-        scores, decisions = await self.model.score(decoded.x, rid, started)
+    async def _infer_v2(
+        self, decoder: codec.Decoder, body: bytes, json_length: bytes | None, rid: str, started: float
+    ) -> Scored:
+        decoded = decoder.v2(body, _json_length(json_length))
+        scores, decisions = await self.model.score(decoded.batch, rid, started)
         content, binary_length = codec.encode_v2(
             self.model.name, self.model.version, decoded.id or rid, scores, decisions, decoded.outputs
         )
@@ -206,9 +203,11 @@ class ScoringMiddleware:
             headers.append((JSON_LENGTH_HEADER, str(binary_length).encode()))
         return content, headers, len(scores)
 
-    async def _predict_v1(self, body: bytes, json_length: bytes | None, rid: str, started: float) -> Scored:
-        x = codec.decode_v1(body, self.max_rows)
-        scores, decisions = await self.model.score(x, rid, started)
+    async def _predict_v1(
+        self, decoder: codec.Decoder, body: bytes, json_length: bytes | None, rid: str, started: float
+    ) -> Scored:
+        batch = decoder.v1(body)
+        scores, decisions = await self.model.score(batch, rid, started)
         content = codec.encode_v1(self.model.version, scores, decisions)
         return content, [*_JSON, *self._model_headers()], len(scores)
 

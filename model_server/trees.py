@@ -13,6 +13,8 @@ from collections.abc import Callable
 import numpy as np
 import xgboost as xgb
 
+from fraudcore.schema import Schema
+
 logger = logging.getLogger(__name__)
 
 TOLERANCE = 1e-6
@@ -26,8 +28,9 @@ class TreeEnsemble:
     """All trees as flat node arrays; a row's position in every tree advances one level per step.
 
     Leaves point to themselves, so `depth` steps bring every row to a leaf in every tree. A split
-    sends a row left when `x[feature] < threshold` (both float32), as XGBoost does; missing values
-    cannot occur because requests with non-finite values are refused before scoring.
+    sends a row left when `x[feature] < threshold` (both float32), as XGBoost does. A missing value
+    (NaN) would always go right, not where XGBoost's default direction sends it, so the evaluator
+    serves only schemas in which no encoded value can be NaN (`verified_ensemble`).
     """
 
     def __init__(
@@ -104,9 +107,14 @@ def _depth(lefts: np.ndarray, rights: np.ndarray) -> int:
 
 
 def verified_ensemble(
-    booster: xgb.Booster, predict: Callable[[np.ndarray], np.ndarray], reference: np.ndarray
+    booster: xgb.Booster, predict: Callable[[np.ndarray], np.ndarray], reference: np.ndarray, schema: Schema
 ) -> TreeEnsemble | None:
-    """The numpy evaluator of `booster` if it reproduces `predict` on `reference`, else None."""
+    """The numpy evaluator of `booster` if no value of `schema` can be missing (no optional and no
+    categorical feature: an unknown category is NaN too) and it reproduces `predict` on `reference`,
+    else None."""
+    if any(f.optional or f.kind == "categorical" for f in schema.features):
+        logger.info("small-batch tree evaluator not used: the schema allows missing values")
+        return None
     ensemble = TreeEnsemble.from_booster(booster)
     if ensemble is None:
         logger.info("small-batch tree evaluator not used: the model has features it does not cover")

@@ -20,9 +20,9 @@ import pytest
 
 from cli import main
 from fraudcore import auditdb
-from fraudcore.schema import FEATURES, LABEL
 from model_server.audit import AuditLog
 from tests.support import free_port
+from training.synthetic import FEATURES, LABEL
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "postgres.sh"
 

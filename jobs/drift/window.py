@@ -11,9 +11,9 @@ from psycopg import sql
 
 from fraudcore import auditdb
 from fraudcore.errors import UnavailableError
-from fraudcore.schema import FEATURES, LABEL
 from fraudcore.settings import Settings
 from training.data import load_csv
+from training.synthetic import FEATURES, LABEL  # stopgap: until drift reads the schema
 
 UNLABELLED = -1
 
@@ -80,7 +80,7 @@ def _age(age: timedelta) -> str:
 
 def from_csv(path: Path) -> Window:
     """Transactions in the credit-card schema; the `Class` column is optional (no labels without it)."""
-    frame = load_csv(path, labels_optional=True)
+    frame = load_csv(path)
     labelled = LABEL in frame.columns
     labels = frame[LABEL].to_numpy(np.int64) if labelled else np.full(len(frame), UNLABELLED, np.int64)
     return Window(frame[list(FEATURES)].to_numpy(np.float32), labels, str(path))

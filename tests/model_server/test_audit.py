@@ -10,8 +10,12 @@ import pytest
 from prometheus_client import REGISTRY
 
 from fraudcore import auditdb
+from fraudcore.schema import Schema
 from model_server.audit import AuditLog
 from tests.pg import Postgres
+from training.synthetic import FEATURES
+
+CREDIT_CARD = Schema.numeric(FEATURES)
 
 
 def counter(name: str) -> float:
@@ -41,7 +45,7 @@ def scored(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def test_writes_every_row_with_its_request(audit_dsn: str) -> None:
     written = counter("fraud_audit_written_rows_total")
-    log = AuditLog(audit_dsn, buffer_rows=1_000, flush_interval_s=0.05)
+    log = AuditLog(audit_dsn, 1_000, CREDIT_CARD, flush_interval_s=0.05)
     log.start()
     features, scores, decisions = scored(5)
     log.record("req-a", features, scores, decisions, "3", "champion", 0.004)
@@ -69,7 +73,7 @@ def test_keeps_serving_through_an_outage_and_recovers(
 ) -> None:
     dropped = counter("fraud_audit_dropped_rows_total")
     caplog.set_level(logging.INFO, logger="model_server.audit")
-    log = AuditLog(audit_dsn, buffer_rows=100, flush_interval_s=0.05, max_backoff_s=0.5)
+    log = AuditLog(audit_dsn, 100, CREDIT_CARD, flush_interval_s=0.05, max_backoff_s=0.5)
     log.start()
     features, scores, decisions = scored(10)
     log.record("before", features, scores, decisions, "1", "champion", 0.001)
@@ -103,7 +107,7 @@ def test_keeps_serving_through_an_outage_and_recovers(
 
 def test_starts_and_closes_without_a_database() -> None:
     dropped = counter("fraud_audit_dropped_rows_total")
-    log = AuditLog("postgresql://fraud@127.0.0.1:1/fraud", buffer_rows=5, max_backoff_s=0.1)
+    log = AuditLog("postgresql://fraud@127.0.0.1:1/fraud", 5, CREDIT_CARD, max_backoff_s=0.1)
     log.start()
     writer = log._thread
     assert writer is not None and writer.is_alive()
@@ -120,7 +124,7 @@ def test_starts_and_closes_without_a_database() -> None:
 
 def test_rows_the_database_refuses_are_dropped_not_retried(audit_dsn: str) -> None:
     dropped = counter("fraud_audit_dropped_rows_total")
-    log = AuditLog(audit_dsn, buffer_rows=100, flush_interval_s=0.05)
+    log = AuditLog(audit_dsn, 100, CREDIT_CARD, flush_interval_s=0.05)
     log.start()
     features, scores, decisions = scored(2)
     log.record("nul\x00byte", features, scores, decisions, "1", "champion", 0.001)

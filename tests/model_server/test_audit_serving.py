@@ -1,7 +1,6 @@
 """The audit trail end to end: `fraud serve` with FRAUD_AUDIT_DSN, traffic from `fraud traffic send`,
 rows in PostgreSQL under the clients' request ids, labels attached with `fraud labels ingest`."""
 
-import os
 import sys
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import pytest
 
 from fraudcore import auditdb
 from tests.conftest import TEST_FRAUD_RATE, TrainedStore
+from tests.model_server.test_server import server_env
 from tests.pg import Fraud
 from tests.support import running, start_server
 from training.synthetic import generate
@@ -19,8 +19,7 @@ def test_scored_traffic_is_audited_and_labelled(
     trained_store: TrainedStore, audit_dsn: str, tmp_path: Path, fraud: Fraud
 ) -> None:
     home = str(trained_store.settings.home)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FRAUD_", "MLFLOW_"))}
-    env |= {"FRAUD_HOME": home, "FRAUD_AUDIT_DSN": audit_dsn}
+    env = server_env(trained_store.settings.home, FRAUD_AUDIT_DSN=audit_dsn)
     command = [
         str(Path(sys.executable).with_name("fraud")),
         "serve",

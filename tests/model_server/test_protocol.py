@@ -20,6 +20,7 @@ from tritonclient.utils import InferenceServerException
 from tests.conftest import TrainedStore
 from tests.model_server.test_server import MODEL, challenger, infer_body, metric_samples, sample
 from tests.support import ServerProcess
+from training.synthetic import FEATURES
 
 VERSION = "2"
 INFER = f"/v2/models/{MODEL}/infer"
@@ -123,7 +124,9 @@ def test_health_and_metadata_objects(server: ServerProcess) -> None:
         assert meta["extensions"] == ["binary_tensor_data"]
     model = httpx.get(f"{server.url}/v2/models/{MODEL}").json()
     assert model["name"] == MODEL and model["versions"] == [VERSION] and model["platform"] == "xgboost"
-    assert model["inputs"] == [{"name": "features", "datatype": "FP32", "shape": [-1, 30]}]
+    assert model["inputs"][0] == {"name": "features", "datatype": "FP32", "shape": [-1, 30]}
+    assert model["inputs"][1:] == [{"name": f, "datatype": "FP32", "shape": [-1]} for f in FEATURES]
+    assert model["parameters"]["schema"]["features"][0] == {"name": "Time", "kind": "numeric"}
     assert [o["name"] for o in model["outputs"]] == ["fraud_probability", "is_fraud"]
 
 
@@ -150,8 +153,8 @@ def test_wrong_typed_request_fields_are_400(
 
 
 INPUTS: list[tuple[str, dict[str, Any], str]] = [
-    ("datatype object", {"datatype": {}}, "datatype {}; expected FP32 or FP64"),
-    ("datatype list", {"datatype": []}, "datatype []; expected FP32 or FP64"),
+    ("datatype object", {"datatype": {}}, "datatype {}; expected one of FP32, FP64, INT8"),
+    ("datatype list", {"datatype": []}, "datatype []; expected one of FP32"),
     ("negative size", {"shape": [-1, 30]}, "expected [N] or [N, 30]"),
     ("size over u64", {"shape": [1, 2**64]}, "expected [N] or [N, 30]"),
     ("input parameters", {"parameters": "binary"}, "input 'x' 'parameters' must be an object"),

@@ -22,20 +22,25 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from fraudcore import auditdb
 from fraudcore.registry import Registry
-from fraudcore.schema import FEATURES
 from tests.conftest import TrainedStore
 from tests.support import ServerProcess, free_port, running, start_server
+from training.synthetic import FEATURES
 
 MODEL = "fraud-detector"
 MAX_ROWS = 500
 TOKEN = "s3cret-token"
+ROOT = Path(__file__).resolve().parents[2]
+"""The checkout under test."""
 
 
-def server_env(store: TrainedStore, **env: str) -> dict[str, str]:
+def server_env(home: Path, **env: str) -> dict[str, str]:
+    """The environment of a predictor using the store under `home`, nothing of the caller's, and
+    the code of this checkout (an editable install may point at another work tree)."""
     # Bytecode caching stays on for the servers: each one imports MLflow and KServe afresh.
     skip = ("FRAUD_", "MLFLOW_", "PYTHONDONTWRITEBYTECODE")
     base = {k: v for k, v in os.environ.items() if not k.startswith(skip)}
-    return {**base, "FRAUD_HOME": str(store.settings.home), **env}
+    path = os.pathsep.join(filter(None, (str(ROOT), base.get("PYTHONPATH"))))
+    return {**base, "PYTHONPATH": path, "FRAUD_HOME": str(home), **env}
 
 
 def launch(workdir: Path, env: dict[str, str], command: list[str] | None = None) -> ServerProcess:
@@ -53,11 +58,12 @@ def others(
     workdir = tmp_path_factory.mktemp("others")
     fraud = str(Path(sys.executable).with_name("fraud"))
     serve = [fraud, "serve", "--model-uri", f"models:/{MODEL}/1", "--port", "{port}", "--role", "champion"]
+    home = trained_store.settings.home
     servers = {
-        "broken": launch(workdir, server_env(trained_store, FRAUD_MODEL_URI=str(workdir / "missing"),
+        "broken": launch(workdir, server_env(home, FRAUD_MODEL_URI=str(workdir / "missing"),
                                              FRAUD_FAIL_FAST="false")),
-        "fail_fast": launch(workdir, server_env(trained_store, FRAUD_MODEL_URI=f"models:/{MODEL}/99")),
-        "champion": launch(workdir, server_env(trained_store), serve),
+        "fail_fast": launch(workdir, server_env(home, FRAUD_MODEL_URI=f"models:/{MODEL}/99")),
+        "champion": launch(workdir, server_env(home), serve),
     }  # fmt: skip
     with running(*servers.values()):
         yield servers
@@ -78,7 +84,10 @@ def server(
 def challenger(store: TrainedStore, workdir: Path, model_uri: str) -> Iterator[ServerProcess]:
     """A ready predictor serving `model_uri` as the challenger, at most MAX_ROWS rows per request."""
     env = server_env(
-        store, FRAUD_MODEL_URI=model_uri, FRAUD_MODEL_ROLE="challenger", FRAUD_MAX_BATCH_ROWS=str(MAX_ROWS)
+        store.settings.home,
+        FRAUD_MODEL_URI=model_uri,
+        FRAUD_MODEL_ROLE="challenger",
+        FRAUD_MAX_BATCH_ROWS=str(MAX_ROWS),
     )
     main = launch(workdir, env)
     with running(main):
@@ -261,8 +270,10 @@ ERRORS: list[tuple[str, Any, int, str, str]] = [
     ("no inputs", {"inputs": []}, 400, "non-empty list", "invalid_input"),
     ("wrong shape", {"inputs": [{"name": "x", "shape": [1, 29], "datatype": "FP32", "data": ROW[:29]}]}, 400,
      "expected [N, 30]", "invalid_input"),
-    ("wrong datatype", {"inputs": [{"name": "x", "shape": [1, 30], "datatype": "INT64", "data": [1] * 30}]},
-     400, "datatype 'INT64'", "invalid_input"),
+    ("wrong datatype", {"inputs": [{"name": "x", "shape": [1, 30], "datatype": "BYTES", "data": ["1"] * 30}]},
+     400, "datatype BYTES; the [N, 30] tensor takes numbers", "invalid_input"),
+    ("unknown datatype", {"inputs": [{"name": "x", "shape": [1, 30], "datatype": "FP8", "data": [1] * 30}]},
+     400, "datatype 'FP8'; expected one of FP32", "invalid_input"),
     ("value count", {"inputs": [{"name": "x", "shape": [2, 30], "datatype": "FP32", "data": ROW}]}, 400,
      "has 30 values but shape [2, 30] needs 60", "invalid_input"),
     ("not numbers", {"inputs": [{"name": "x", "shape": [1, 30], "datatype": "FP32", "data": ["a"] * 30}]},
@@ -309,7 +320,7 @@ def test_binary_nan_and_bad_sizes(server: ServerProcess) -> None:
     nan = httpx.post(
         url, content=header + NAN_ROW.tobytes(), headers={"inference-header-content-length": str(len(header))}
     )
-    assert nan.status_code == 400 and "non-finite value nan in row 0, feature Time" in nan.json()["error"]
+    assert nan.status_code == 400 and "row 0 of required feature Time" in nan.json()["error"]
     short = httpx.post(
         url, content=header + b"\0" * 60, headers={"inference-header-content-length": str(len(header))}
     )
@@ -373,7 +384,7 @@ def test_cache_fallback_token_and_audit(
     """After a first run cached the model, a restart with MLflow unreachable serves the cached copy;
     the shared token guards the model routes; every scored row reaches the audit table."""
     env = server_env(
-        trained_store,
+        trained_store.settings.home,
         MLFLOW_TRACKING_URI=f"http://127.0.0.1:{free_port()}",
         FRAUD_MODEL_URI=f"models:/{MODEL}@challenger",
         FRAUD_MODEL_ROLE="challenger",

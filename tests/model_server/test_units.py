@@ -6,6 +6,7 @@ import json
 import logging
 import threading
 import time
+from typing import Any
 
 import numpy as np
 import orjson
@@ -15,7 +16,7 @@ from kserve import InferInput, InferRequest
 from prometheus_client import REGISTRY
 
 from fraudcore.registry import Registry
-from fraudcore.schema import FEATURES
+from fraudcore.schema import Feature, Schema
 from model_server import codec
 from model_server.batching import MicroBatcher
 from model_server.errors import BatchTooLargeError, InvalidRequestError, NotReadyError
@@ -24,8 +25,10 @@ from model_server.model import FraudPredictor
 from model_server.routes import ScoringMiddleware
 from model_server.trees import TOLERANCE, TreeEnsemble, verified_ensemble
 from tests.conftest import TrainedStore, make_settings
+from training.synthetic import FEATURES
 
 X = np.arange(60, dtype=np.float32).reshape(2, 30) / 7
+CREDIT_CARD = codec.Decoder(Schema.numeric(FEATURES), max_rows=10)
 
 
 def v2(inputs: list[dict[str, object]], **extra: object) -> bytes:
@@ -34,18 +37,18 @@ def v2(inputs: list[dict[str, object]], **extra: object) -> bytes:
 
 def test_decode_matrix_columns_and_binary() -> None:
     tensor = {"name": "f", "shape": [2, 30], "datatype": "FP64", "data": X.ravel().tolist()}
-    matrix = codec.decode_v2(v2([tensor], id="r1"), None, 10)
-    assert matrix.x.dtype == np.float32 and matrix.id == "r1" and matrix.outputs == codec.ALL_JSON
-    np.testing.assert_array_equal(matrix.x, X)
+    matrix = CREDIT_CARD.v2(v2([tensor], id="r1"), None)
+    assert matrix.batch.x.dtype == np.float32 and matrix.id == "r1" and matrix.outputs == codec.ALL_JSON
+    np.testing.assert_array_equal(matrix.batch.x, X)
     columns = [
         {"name": f, "shape": [2], "datatype": "FP32", "data": X[:, i].tolist()}
         for i, f in enumerate(FEATURES)
     ]
-    np.testing.assert_array_equal(codec.decode_v2(v2(columns[::-1]), None, 10).x, X)
+    np.testing.assert_array_equal(CREDIT_CARD.v2(v2(columns[::-1]), None).batch.x, X)
     spec = {"name": "f", "shape": [2, 30], "datatype": "FP32", "parameters": {"binary_data_size": X.nbytes}}
     header = v2([spec], outputs=[{"name": "is_fraud", "parameters": {"binary_data": True}}])
-    binary = codec.decode_v2(header + X.tobytes(), len(header), 10)
-    np.testing.assert_array_equal(binary.x, X)
+    binary = CREDIT_CARD.v2(header + X.tobytes(), len(header))
+    np.testing.assert_array_equal(binary.batch.x, X)
     assert binary.outputs == (("is_fraud", True),)
 
 
@@ -65,25 +68,138 @@ def test_decode_matrix_columns_and_binary() -> None:
 )
 def test_decode_errors_name_the_problem(inputs: list[object], message: str) -> None:
     with pytest.raises(InvalidRequestError) as raised:
-        codec.decode_v2(v2(inputs), None, 10)  # type: ignore[arg-type]
+        CREDIT_CARD.v2(v2(inputs), None)  # type: ignore[arg-type]
     assert message in str(raised.value)
 
 
 def test_decode_limits_and_json() -> None:
     with pytest.raises(BatchTooLargeError):
-        codec.decode_v2(
-            v2([{"name": "f", "shape": [11, 30], "datatype": "FP32", "data": [0.0] * 330}]), None, 10
-        )
+        CREDIT_CARD.v2(v2([{"name": "f", "shape": [11, 30], "datatype": "FP32", "data": [0.0] * 330}]), None)
     with pytest.raises(InvalidRequestError, match="does not fit"):
-        codec.decode_v2(b"{}", 5, 10)
+        CREDIT_CARD.v2(b"{}", 5)
     with pytest.raises(InvalidRequestError, match="JSON object"):
-        codec.decode_v2(b"[1, 2]", None, 10)
+        CREDIT_CARD.v2(b"[1, 2]", None)
     with pytest.raises(InvalidRequestError, match="unknown feature"):
-        codec.decode_v1(orjson.dumps({"instances": [{**dict.fromkeys(FEATURES, 0.0), "Colour": 1}]}), 10)
+        CREDIT_CARD.v1(orjson.dumps({"instances": [{**dict.fromkeys(FEATURES, 0.0), "Colour": 1}]}))
     with pytest.raises(InvalidRequestError, match="objects keyed by feature or lists"):
-        codec.decode_v1(orjson.dumps({"instances": [[1.0] * 30, [1.0] * 29]}), 10)
+        CREDIT_CARD.v1(orjson.dumps({"instances": [[1.0] * 30, [1.0] * 29]}))
     with pytest.raises(InvalidRequestError, match="empty batch"):
-        codec.decode_v1(b'{"instances": []}', 10)
+        CREDIT_CARD.v1(b'{"instances": []}')
+
+
+MIXED = codec.Decoder(
+    Schema(
+        (
+            Feature("amount"),
+            Feature("channel", "categorical", ("atm", "pos", "web")),
+            Feature("card_present", "boolean"),
+            Feature("account_age_days", optional=True),
+        ),
+        label="chargeback",
+    ),
+    max_rows=10,
+)
+"""A made-up schema of every kind (no model needed to decode by it)."""
+MIXED_X = np.array([[12.5, 2, 1, np.nan], [80.0, np.nan, 0, 40.0]], np.float32)
+"""Rows 0 and 1 below, encoded: the second channel is unknown, the first age missing."""
+
+
+def mixed_inputs(**change: dict[str, object]) -> list[dict[str, object]]:
+    inputs = {
+        "amount": {"datatype": "FP64", "data": [12.5, 80]},
+        "channel": {"datatype": "BYTES", "data": ["web", "kiosk"]},
+        "card_present": {"datatype": "BOOL", "data": [True, False]},
+        "account_age_days": {"datatype": "INT32", "data": [None, 40]},
+    }
+    inputs.update(change)
+    return [{"name": name, "shape": [2], **spec} for name, spec in inputs.items() if spec]
+
+
+def binary_strings(*values: bytes) -> bytes:
+    """BYTES elements as the binary tensor extension lays them out: a 4-byte length, then the bytes."""
+    return b"".join(len(v).to_bytes(4, "little") + v for v in values)
+
+
+def test_decode_any_schema_json_binary_v1_and_kserve() -> None:
+    as_json = MIXED.v2(v2(mixed_inputs()), None).batch
+    np.testing.assert_array_equal(as_json.x, MIXED_X)
+    assert as_json.text["channel"].tolist() == ["web", "kiosk"] and as_json.unknown == {"channel": 1}
+    strings, flags, ages = (
+        binary_strings(b"web", b"kiosk"),
+        b"\x01\x00",
+        np.array([np.nan, 40], "<f4").tobytes(),
+    )
+    header = v2(mixed_inputs(
+        channel={"datatype": "BYTES", "parameters": {"binary_data_size": len(strings)}},
+        card_present={"datatype": "BOOL", "parameters": {"binary_data_size": 2}},
+        account_age_days={"datatype": "FP32", "parameters": {"binary_data_size": 8}},
+    ))  # fmt: skip
+    binary = MIXED.v2(header + strings + flags + ages, len(header)).batch
+    np.testing.assert_array_equal(binary.x, MIXED_X)
+    assert binary.text["channel"].tolist() == ["web", "kiosk"] and binary.unknown == {"channel": 1}
+    instances = [{"amount": 12.5, "channel": "web", "card_present": True},
+                 {"amount": 80, "channel": "kiosk", "card_present": 0, "account_age_days": 40}]  # fmt: skip
+    v1 = MIXED.v1(orjson.dumps({"instances": instances}))
+    np.testing.assert_array_equal(v1.x, MIXED_X)
+    columns = {
+        "amount": ("FP32", np.array([12.5, 80], np.float32)),
+        "channel": ("BYTES", np.array([b"web", b"kiosk"], object)),  # as KServe's gRPC server hands them
+        "card_present": ("BOOL", np.array([True, False])),
+        "account_age_days": ("FP64", np.array([np.nan, 40])),
+    }
+    tensors = []
+    for name, (datatype, values) in columns.items():
+        tensors.append(InferInput(name, [2], datatype))
+        tensors[-1].set_data_from_numpy(values, binary_data=True)
+    kserve = MIXED.infer_request(InferRequest(model_name="m", infer_inputs=tensors))
+    np.testing.assert_array_equal(kserve.x, MIXED_X)
+    assert kserve.text["channel"].tolist() == ["web", "kiosk"]
+    absent = MIXED.v2(v2(mixed_inputs(account_age_days={})), None).batch
+    assert np.isnan(absent.x[:, 3]).all()
+
+
+MIXED_ERRORS: list[Any] = [
+    ("amount", None, [], "missing feature(s): amount"),
+    ("amount", "FP32", ["web", "pos"], "input 'amount': values must be numbers only"),
+    ("amount", "BYTES", ["1", "2"], "feature amount is numeric: send numbers"),
+    ("channel", "FP32", [1, 2], "feature channel is categorical: send BYTES"),
+    ("channel", "BYTES", ["web", 3], "feature channel is categorical: its values must be strings, not 3"),
+    ("channel", "BYTES", ["web", None], "no value (null) in row 1 of required feature channel"),
+    ("amount", "FP64", [1, None], "no value (null or NaN) in row 1 of required feature amount"),
+    ("card_present", "BOOL", ["yes", "no"], "input 'card_present': BOOL values must be true or false"),
+    ("card_present", "INT8", [1, 2], "value 2 in row 1, feature card_present: a boolean"),
+    pytest.param("amount", "FP32", [1e39, 1], "non-finite value inf in row 0, feature amount",
+                 marks=pytest.mark.filterwarnings("ignore:overflow encountered in cast")),
+    ("colour", "BYTES", ["red", "red"], "unknown input(s) colour"),
+    ("account_age_days", "FP32", [1, 2, 3], "has 3 values but shape [2] needs 2"),
+]  # fmt: skip
+"""One input changed (datatype None: left out) and what the error says."""
+
+
+@pytest.mark.parametrize(("name", "datatype", "data", "message"), MIXED_ERRORS)
+def test_decode_any_schema_errors_name_the_feature(
+    name: str, datatype: str | None, data: list[object], message: str
+) -> None:
+    change = {name: {"datatype": datatype, "data": data} if datatype else {}}
+    with pytest.raises(InvalidRequestError) as raised:
+        MIXED.v2(v2(mixed_inputs(**change)), None)
+    assert message in str(raised.value)
+
+
+def test_schema_decides_shapes_sizes_and_limits() -> None:
+    matrix = {"name": "features", "shape": [2, 4], "datatype": "FP32", "data": [0.0] * 8}
+    with pytest.raises(InvalidRequestError, match=r"expected \[N\], one tensor per feature"):
+        MIXED.v2(v2([matrix]), None)
+    with pytest.raises(InvalidRequestError, match="lists of values are not accepted"):
+        MIXED.v1(orjson.dumps({"instances": [[1.0, 2.0, 3.0, 4.0]]}))
+    with pytest.raises(InvalidRequestError, match="6 input tensors: this model takes 4 \\[N\\] tensors"):
+        MIXED.v2(v2(mixed_inputs() + mixed_inputs()[:2]), None)
+    strings = binary_strings(b"web", b"kiosk")
+    short = v2(mixed_inputs(channel={"datatype": "BYTES", "parameters": {"binary_data_size": len(strings)}}))
+    with pytest.raises(InvalidRequestError, match="binary_data_size"):
+        MIXED.v2(short + strings[:-1], len(short))
+    # Room per row: each name (repeated on every v1 row), the longest category, a value.
+    assert MIXED.max_bytes == 10 * (len("amountchannelcard_presentaccount_age_days") + 3 + 4 * 32) + 65536
 
 
 def test_encode_json_and_binary() -> None:
@@ -120,7 +236,7 @@ def test_tree_evaluator_matches_xgboost(challenger: xgb.Booster, trained_store: 
     def xgboost(rows: np.ndarray) -> np.ndarray:
         return np.asarray(challenger.inplace_predict(rows, validate_features=False), np.float32)
 
-    ensemble = verified_ensemble(challenger, xgboost, x[:500])
+    ensemble = verified_ensemble(challenger, xgboost, x[:500], CREDIT_CARD.schema)
     assert ensemble is not None
     assert np.abs(ensemble.predict_proba(x) - xgboost(x)).max() <= TOLERANCE
     assert np.abs(ensemble.predict_proba(x[7:8]) - xgboost(x[7:8])).max() <= TOLERANCE
@@ -133,7 +249,7 @@ def test_tree_evaluator_declines_other_models(challenger: xgb.Booster) -> None:
     def wrong(rows: np.ndarray) -> np.ndarray:
         return np.zeros(len(rows), np.float32)
 
-    assert verified_ensemble(challenger, wrong, X) is None
+    assert verified_ensemble(challenger, wrong, X, CREDIT_CARD.schema) is None
 
 
 def test_micro_batcher_merges_waiting_requests() -> None:
@@ -218,7 +334,7 @@ def test_kserve_pipeline_v2_and_v1(trained_store: TrainedStore) -> None:
     settings = make_settings(trained_store.settings.home, model_uri="models:/fraud-detector@champion")
     model = FraudPredictor("fraud-detector", settings)
     with pytest.raises(NotReadyError):
-        asyncio.run(model.score(X, "r", time.perf_counter()))
+        asyncio.run(model.score(codec.Batch(X), "r", time.perf_counter()))
     assert model.load() and model.version == "1"
     tensor = InferInput("features", [2, 30], "FP32")
     tensor.set_data_from_numpy(X)
@@ -230,9 +346,9 @@ def test_kserve_pipeline_v2_and_v1(trained_store: TrainedStore) -> None:
     assert headers == {"x-model-version": "1", "x-model-role": "champion"}
     (v1, _) = asyncio.run(model({"instances": X.tolist()}, headers={"x-request-id": "h"}))
     assert [p["fraud_probability"] for p in v1["predictions"]] == pytest.approx(want.tolist(), abs=1e-6)
-    bad = InferInput("features", [2, 30], "INT32")
-    bad.set_data_from_numpy(X.astype(np.int32))
-    with pytest.raises(InvalidRequestError, match="datatype 'INT32'"):
+    bad = InferInput("features", [2, 30], "BOOL")
+    bad.set_data_from_numpy(X > 1)
+    with pytest.raises(InvalidRequestError, match="datatype BOOL; the"):
         asyncio.run(model(InferRequest(model_name="fraud-detector", infer_inputs=[bad]), headers={}))
     model.stop()
     assert not model.ready
