@@ -6,6 +6,11 @@ thread COPYs the buffer in batches. While the database is unreachable the buffer
 writer reconnects with exponential backoff; each change between reachable and unreachable is
 logged once. Rows the database refuses (not an outage) are dropped and counted too, so they
 cannot hold up the ones behind them.
+
+Each row's features become one JSON object (`fraudcore.auditdb`) in the writer, never in `record()`:
+numbers as the model scored them (the shortest text of their float32 value, so 12.34 stays 12.34),
+booleans as true/false, categorical values as the client sent them (an unknown category too), and
+null for a missing value.
 """
 
 import logging
@@ -17,6 +22,7 @@ from datetime import UTC, datetime
 from typing import NamedTuple
 
 import numpy as np
+import orjson
 import psycopg
 from prometheus_client import Counter, Gauge
 from psycopg import sql
@@ -36,6 +42,48 @@ BUFFERED_ROWS = Gauge("fraud_audit_buffered_rows", "Scored rows waiting to be wr
 _COPY = sql.SQL("COPY {} ({}) FROM STDIN").format(
     sql.Identifier(auditdb.TABLE), sql.SQL(", ").join(map(sql.Identifier, auditdb.WRITE_COLUMNS))
 )
+_NUMPY = orjson.OPT_SERIALIZE_NUMPY
+_BOOLEAN = {0.0: b"false", 1.0: b"true"}
+
+
+class _Json:
+    """Turns one request's encoded rows and sent text into each row's `features` JSON object."""
+
+    def __init__(self, schema: Schema) -> None:
+        keys = (orjson.dumps(name).replace(b"%", b"%%") for name in schema.names)
+        self._template = b"{" + b",".join(key + b":%b" for key in keys) + b"}"
+        self._booleans = [i for i, f in enumerate(schema.features) if f.kind == "boolean"]
+        self._categorical = [
+            (i, f.name, [orjson.dumps(c) for c in f.categories])
+            for i, f in enumerate(schema.features)
+            if f.kind == "categorical"
+        ]
+
+    def objects(self, features: np.ndarray, text: Mapping[str, np.ndarray], rows: int) -> list[str]:
+        x = np.ascontiguousarray(features, np.float32).reshape(rows, -1)
+        numbers = orjson.dumps(x, option=_NUMPY)  # NaN → null
+        tokens = [row.split(b",") for row in numbers[2:-2].split(b"],[")] if rows else []
+        for i in self._booleans:
+            self._put(tokens, i, [_BOOLEAN.get(v, b"null") for v in x[:, i].tolist()])
+        for i, name, categories in self._categorical:
+            if name in text:
+                sent = [orjson.dumps(value, _decoded, _NUMPY) for value in text[name]]
+            else:  # not handed over: the known categories are all that is left
+                sent = [b"null" if v != v else categories[int(v)] for v in x[:, i].tolist()]
+            self._put(tokens, i, sent)
+        return [(self._template % tuple(row)).decode() for row in tokens]
+
+    @staticmethod
+    def _put(tokens: list[list[bytes]], column: int, values: list[bytes]) -> None:
+        for row, value in zip(tokens, values, strict=True):
+            row[column] = value
+
+
+def _decoded(value: object) -> str:
+    """BYTES tensors decoded by the binary extension hold bytes: their text is what was sent."""
+    if isinstance(value, bytes):
+        return value.decode()
+    raise TypeError(f"a categorical value must be text, not {type(value).__name__}")
 
 
 class _Scored(NamedTuple):
@@ -73,7 +121,7 @@ class AuditLog:
         max_backoff_s: float = 30.0,
     ) -> None:
         self._dsn = dsn
-        self._schema = schema
+        self._json = _Json(schema)
         self._capacity = buffer_rows
         self._batch_rows = batch_rows
         self._flush_interval_s = flush_interval_s
@@ -170,7 +218,7 @@ class AuditLog:
             self._disconnect()
             self._set_reachable(False, auditdb.describe(e.__cause__ or e))
             return False
-        except (psycopg.Error, ValueError, TypeError) as e:
+        except (psycopg.Error, ValueError, TypeError, LookupError) as e:
             # Not an outage: retrying the same rows would fail again and hold up all later ones.
             self._disconnect()
             DROPPED_ROWS.inc(rows)
@@ -187,11 +235,11 @@ class AuditLog:
             for scored in batch:
                 at = datetime.fromtimestamp(scored.scored_at, UTC)
                 tail = (scored.model_version, scored.role, scored.latency_s)
-                features = np.asarray(scored.features, np.float32).reshape(scored.rows, -1).tolist()
+                objects = self._json.objects(scored.features, scored.text, scored.rows)
                 scores = np.asarray(scored.scores, np.float32).tolist()
                 decisions = np.asarray(scored.decisions, bool).tolist()
-                for index, (row, score, decision) in enumerate(zip(features, scores, decisions, strict=True)):
-                    copy.write_row((scored.request_id, index, at, *row, score, decision, *tail))
+                for index, row in enumerate(zip(objects, scores, decisions, strict=True)):
+                    copy.write_row((scored.request_id, index, at, *row, *tail))
 
     def _requeue(self, batch: list[_Scored]) -> None:
         with self._lock:
