@@ -20,7 +20,6 @@ from sklearn.metrics import average_precision_score
 
 from fraudcore.errors import InvalidInputError
 from fraudcore.registry import LoadedModel
-from fraudcore.schema import FEATURES
 from jobs.drift.window import Window
 
 Detector = Literal["ks", "classifier"]
@@ -136,7 +135,7 @@ def detect_drift(
         window=window.source,
         window_rows=len(window),
         reference_rows=len(reference),
-        features=dict(zip(FEATURES, tests[:-1], strict=True)),
+        features=dict(zip(bundle.card.schema.names, tests[:-1], strict=True)),
         score=tests[-1],
         multivariate=multivariate,
         performance=_performance(model, window, x[:, -1]),

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 
-from fraudcore.schema import FEATURES
 from jobs.drift.detection import SCORE, DriftResult, Test
 
 TEMPLATE = "report.html.j2"
@@ -39,7 +38,7 @@ def _template():  # -> jinja2.Template; jinja2 is imported only where a report i
 
 def render(result: DriftResult, reference: np.ndarray, window: np.ndarray) -> str:
     """The report page; `reference` and `window` are the tested matrices (30 features + score)."""
-    names = [*FEATURES, SCORE]
+    names = [*result.features, SCORE]
     tests = {name: result.score if name == SCORE else result.features[name] for name in names}
     figures = [
         Figure(name, tests[name], _histograms(name, reference[:, i], window[:, i]))
