@@ -46,46 +46,6 @@ _NUMPY = orjson.OPT_SERIALIZE_NUMPY
 _BOOLEAN = {0.0: b"false", 1.0: b"true"}
 
 
-class _Json:
-    """Turns one request's encoded rows and sent text into each row's `features` JSON object."""
-
-    def __init__(self, schema: Schema) -> None:
-        keys = (orjson.dumps(name).replace(b"%", b"%%") for name in schema.names)
-        self._template = b"{" + b",".join(key + b":%b" for key in keys) + b"}"
-        self._booleans = [i for i, f in enumerate(schema.features) if f.kind == "boolean"]
-        self._categorical = [
-            (i, f.name, [orjson.dumps(c) for c in f.categories])
-            for i, f in enumerate(schema.features)
-            if f.kind == "categorical"
-        ]
-
-    def objects(self, features: np.ndarray, text: Mapping[str, np.ndarray], rows: int) -> list[str]:
-        x = np.ascontiguousarray(features, np.float32).reshape(rows, -1)
-        numbers = orjson.dumps(x, option=_NUMPY)  # NaN → null
-        tokens = [row.split(b",") for row in numbers[2:-2].split(b"],[")] if rows else []
-        for i in self._booleans:
-            self._put(tokens, i, [_BOOLEAN.get(v, b"null") for v in x[:, i].tolist()])
-        for i, name, categories in self._categorical:
-            if name in text:
-                sent = [orjson.dumps(value, _decoded, _NUMPY) for value in text[name]]
-            else:  # not handed over: the known categories are all that is left
-                sent = [b"null" if v != v else categories[int(v)] for v in x[:, i].tolist()]
-            self._put(tokens, i, sent)
-        return [(self._template % tuple(row)).decode() for row in tokens]
-
-    @staticmethod
-    def _put(tokens: list[list[bytes]], column: int, values: list[bytes]) -> None:
-        for row, value in zip(tokens, values, strict=True):
-            row[column] = value
-
-
-def _decoded(value: object) -> str:
-    """BYTES tensors decoded by the binary extension hold bytes: their text is what was sent."""
-    if isinstance(value, bytes):
-        return value.decode()
-    raise TypeError(f"a categorical value must be text, not {type(value).__name__}")
-
-
 class _Scored(NamedTuple):
     """One request's rows as the predictor handed them over (converted only in the writer)."""
 
@@ -102,6 +62,65 @@ class _Scored(NamedTuple):
     @property
     def rows(self) -> int:
         return len(self.scores)
+
+
+class _Json:
+    """Turns a batch of requests into each row's `features` JSON object, in one pass over all rows
+    (most requests hold one row: per-request work would dominate)."""
+
+    def __init__(self, schema: Schema) -> None:
+        keys = (orjson.dumps(name).replace(b"%", b"%%") for name in schema.names)
+        self._template = b"{" + b",".join(key + b":%b" for key in keys) + b"}"
+        self._booleans = [i for i, f in enumerate(schema.features) if f.kind == "boolean"]
+        self._categorical = [
+            (i, f.name, [orjson.dumps(c) for c in f.categories])
+            for i, f in enumerate(schema.features)
+            if f.kind == "categorical"
+        ]
+
+    def objects(self, batch: list[_Scored]) -> list[str]:
+        sizes = [s.rows for s in batch]
+        x = np.concatenate(
+            [np.asarray(s.features, np.float32).reshape(n, -1) for s, n in zip(batch, sizes, strict=True)]
+        )
+        replaced = [(i, [_BOOLEAN.get(v, b"null") for v in x[:, i].tolist()]) for i in self._booleans]
+        replaced += [
+            (i, _categories(batch, sizes, name, known, x[:, i])) for i, name, known in self._categorical
+        ]
+        lines = orjson.dumps(x, option=_NUMPY)[2:-2].split(b"],[") if len(x) else []  # NaN → null
+        objects = []
+        for r, line in enumerate(lines):  # row by row: a list per row for all rows would keep the GC busy
+            row = line.split(b",")
+            for i, values in replaced:
+                row[i] = values[r]
+            objects.append((self._template % tuple(row)).decode())
+        return objects
+
+
+def _categories(
+    batch: list[_Scored], sizes: list[int], name: str, known: list[bytes], codes: np.ndarray
+) -> list[bytes]:
+    """Each row's category: the text sent where it was handed over, else the known one of its code."""
+    values = [b"null" if v != v else known[int(v)] for v in codes.tolist()]
+    start = 0
+    for scored, rows in zip(batch, sizes, strict=True):
+        if name in scored.text:
+            values[start : start + rows] = _sent(scored.text[name], rows)
+        start += rows
+    return values
+
+
+def _sent(values: np.ndarray, rows: int) -> list[bytes]:
+    if len(values) != rows:
+        raise ValueError(f"{len(values)} categorical values sent for {rows} rows")
+    return [orjson.dumps(value, _decoded, _NUMPY) for value in values]
+
+
+def _decoded(value: object) -> str:
+    """BYTES tensors decoded by the binary extension hold bytes: their text is what was sent."""
+    if isinstance(value, bytes):
+        return value.decode()
+    raise TypeError(f"a categorical value must be text, not {type(value).__name__}")
 
 
 class AuditLog:
@@ -231,15 +250,15 @@ class AuditLog:
     def _copy(self, batch: list[_Scored]) -> None:
         if self._conn is None or self._conn.closed:
             self._conn = auditdb.connect(self._dsn)
+        objects = iter(self._json.objects(batch))
         with self._conn.cursor() as cur, cur.copy(_COPY) as copy:
             for scored in batch:
                 at = datetime.fromtimestamp(scored.scored_at, UTC)
                 tail = (scored.model_version, scored.role, scored.latency_s)
-                objects = self._json.objects(scored.features, scored.text, scored.rows)
                 scores = np.asarray(scored.scores, np.float32).tolist()
                 decisions = np.asarray(scored.decisions, bool).tolist()
-                for index, row in enumerate(zip(objects, scores, decisions, strict=True)):
-                    copy.write_row((scored.request_id, index, at, *row, *tail))
+                for index, (score, decision) in enumerate(zip(scores, decisions, strict=True)):
+                    copy.write_row((scored.request_id, index, at, next(objects), score, decision, *tail))
 
     def _requeue(self, batch: list[_Scored]) -> None:
         with self._lock:
