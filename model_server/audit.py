@@ -52,7 +52,7 @@ class _Scored(NamedTuple):
     request_id: str
     scored_at: float
     features: np.ndarray
-    text: Mapping[str, np.ndarray]
+    text: Mapping[str, np.ndarray] | None
     scores: np.ndarray
     decisions: np.ndarray
     model_version: str
@@ -104,7 +104,7 @@ def _categories(
     values = [b"null" if v != v else known[int(v)] for v in codes.tolist()]
     start = 0
     for scored, rows in zip(batch, sizes, strict=True):
-        if name in scored.text:
+        if scored.text is not None and name in scored.text:
             values[start : start + rows] = _sent(scored.text[name], rows)
         start += rows
     return values
@@ -185,7 +185,7 @@ class AuditLog:
         `features` is the encoded `[N, k]` matrix; `text` holds each categorical feature's values as
         sent (an unknown category is NaN in `features` but kept here as it was)."""
         scored = _Scored(
-            request_id, time.time(), features, text or {}, scores, decisions, model_version, role, latency_s
+            request_id, time.time(), features, text, scores, decisions, model_version, role, latency_s
         )
         with self._lock:
             before = self._pending_rows
