@@ -12,16 +12,14 @@ import tempfile
 from pathlib import Path
 from typing import get_args
 
-import numpy as np
-
 from fraudcore.bundle import load_bundle, save_bundle
 from fraudcore.registry import LoadedModel
 from fraudcore.settings import Settings
 from jobs.drift.detection import detect_drift
 from jobs.drift.statistics import Backend, Correction
-from jobs.drift.window import Window
-from training.data import split
-from training.synthetic import FEATURES, FRAUD_RATE, LABEL, SCENARIOS, generate
+from jobs.drift.window import from_frame
+from training.data import load_training_data, split, synthetic_source
+from training.synthetic import FRAUD_RATE, SCENARIOS, generate
 from training.train import TrainConfig, train
 
 
@@ -31,7 +29,7 @@ def alarms(champion: LoadedModel, rows: int, scenario: str | None, seed: int, ar
     hits = 0
     for i in range(args.windows):
         data = generate(rows=rows, seed=seed + i, fraud_rate=FRAUD_RATE, scenario=scenario)
-        window = Window(data[list(FEATURES)].to_numpy(np.float32), data[LABEL].to_numpy(), "")
+        window = from_frame(data, champion.bundle.card.schema, "")
         result, _, _ = detect_drift(
             champion, window, correction=correction, p_value=args.p_value, min_rows=1, backend=backend
         )
@@ -53,9 +51,12 @@ def main() -> None:
     parser.add_argument("--backends", nargs="+", default=backends, choices=backends)
     args = parser.parse_args()
 
-    frame = generate(rows=args.train_rows, seed=42)
+    loaded = load_training_data(synthetic_source(args.train_rows, 42))
     trained = train(
-        split(frame), TrainConfig.from_settings(Settings(), args.model, rounds=150), "benchmark", "benchmark"
+        split(loaded.frame, loaded.schema),
+        TrainConfig.from_settings(Settings(), args.model, rounds=150),
+        "benchmark",
+        "benchmark",
     )
     with tempfile.TemporaryDirectory() as tmp:
         save_bundle(Path(tmp), trained.scorer, trained.card, trained.reference)

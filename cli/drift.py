@@ -33,7 +33,7 @@ def parse_age(text: str | None) -> timedelta | None:
 def drift(
     ctx: typer.Context,
     data: Path | None = typer.Option(
-        None, "--data", "-d", help="CSV window (credit-card schema, Class optional) instead of the audit log."
+        None, "--data", "-d", help="CSV window (the model's columns, label optional) instead of the log."
     ),
     rows: int | None = typer.Option(
         None, "--rows", min=1, help="Most recent logged rows to test \\[default: FRAUD_DRIFT_WINDOW_ROWS]."
@@ -71,9 +71,14 @@ def drift(
     """
     config = settings(ctx)
     age = parse_age(since)
-    window = from_csv(data) if data else from_audit_log(config, rows or config.drift_window_rows, age)
     registry = Registry(config)
     model = registry.load(model_uri or alias_uri(registry.name, CHAMPION))
+    schema = model.bundle.card.schema
+    window = (
+        from_csv(data, schema)
+        if data
+        else from_audit_log(config, schema, rows or config.drift_window_rows, age)
+    )
     with console.status(f"testing {len(window):,} rows against {model.name} version {model.version}"):
         done = run_drift_check(
             registry, model, window, detector=detector, correction=correction, backend=backend, out=out

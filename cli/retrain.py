@@ -7,14 +7,13 @@ import typer
 from cli.canary import DEFAULT_NAME, Name, Namespace, _canary
 from cli.common import console, settings
 from fraudcore.registry import Registry
-from jobs.drift.window import from_csv
 from jobs.retrain import retrain as retrain_version
 
 
 def retrain(
     ctx: typer.Context,
     data: Path | None = typer.Option(
-        None, "--data", "-d", help="Labelled CSV (credit-card schema with Class) instead of the audit log."
+        None, "--data", "-d", help="Labelled CSV (the champion's columns and label) instead of the audit log."
     ),
     only_on_drift: bool | None = typer.Option(
         None,
@@ -39,7 +38,7 @@ def retrain(
     config = settings(ctx)
     gated = retrain_version(
         Registry(config),
-        labelled=from_csv(data) if data else None,
+        data,
         only_on_drift=config.retrain_only_on_drift if only_on_drift is None else only_on_drift,
     )
     if gated.registration is None:

@@ -6,6 +6,8 @@ from pathlib import Path
 import typer
 
 from cli.common import console, settings
+from fraudcore.names import CHAMPION, alias_uri
+from fraudcore.registry import Registry
 from jobs.drift.window import from_csv
 from jobs.feedback.traffic import send
 
@@ -15,22 +17,26 @@ app = typer.Typer(help="Send transactions to a running predictor, as a client wo
 @app.command("send")
 def send_command(
     ctx: typer.Context,
-    data: Path = typer.Argument(..., help="CSV in the credit-card schema (Class optional)."),
+    data: Path = typer.Argument(..., help="CSV with the champion's feature columns (label optional)."),
     url: str = typer.Option("http://127.0.0.1:8080", "--url", help="Predictor (or gateway) base URL."),
     model: str | None = typer.Option(
         None, "--model", help="Model name in the URL \\[default: registered model]."
     ),
     batch: int = typer.Option(100, "--batch", min=1, help="Transactions per request."),
     labels_out: Path | None = typer.Option(
-        None, "--labels-out", help="Write request_id,row,label for `fraud labels ingest` (needs Class)."
+        None, "--labels-out", help="Write request_id,row,label for `fraud labels ingest` (needs the label)."
     ),
     prefix: str | None = typer.Option(
         None, "--request-prefix", help="Request id prefix \\[default: file name + time]."
     ),
 ) -> None:
-    """Score every transaction of DATA over the v2 protocol, one request per batch with its own request id."""
+    """Score every transaction of DATA over the v2 protocol, one request per batch with its own request id.
+
+    The columns sent, and the label column, are those of the registered champion's schema.
+    """
     config = settings(ctx)
-    window = from_csv(data)
+    registry = Registry(config)
+    window = from_csv(data, registry.load(alias_uri(registry.name, CHAMPION)).bundle.card.schema)
     token = config.api_token.get_secret_value() if config.api_token else None
     with console.status(f"scoring {len(window):,} transactions at {url}"):
         sent, labels = send(

@@ -1,55 +1,66 @@
 """The prediction audit table in PostgreSQL: one row per scored transaction, its label added later.
 
 The predictor writes it (`model_server.audit`); the drift, labels and retraining jobs read and update
-it. Feature columns are the canonical features in lower case (`time`, `v1` … `v28`, `amount`).
+it. Models differ in their inputs, so a row keeps its features in one `features` jsonb object, each
+feature name mapped to its raw value (a number as the model scored it, a category as the client
+sent it, a boolean, or null when missing), next to the `model_version` that scored it: a reader
+takes the rows that carry the features of its schema.
+
+A table of the per-feature layout of earlier releases is refused with one line rather than
+migrated (there was no release to migrate from).
 """
 
 import psycopg
 from psycopg import sql
 
 from fraudcore.errors import UnavailableError
-from training.synthetic import FEATURES  # stopgap: the credit-card table until the audit rewrite
 
 TABLE = "prediction_audit"
-FEATURE_COLUMNS: tuple[str, ...] = tuple(name.lower() for name in FEATURES)
-WRITE_COLUMNS: tuple[str, ...] = (
-    "request_id",
-    "row_index",
-    "scored_at",
-    *FEATURE_COLUMNS,
-    "score",
-    "decision",
-    "model_version",
-    "role",
-    "latency_s",
+_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("request_id", "text", "NOT NULL"),
+    ("row_index", "integer", "NOT NULL"),
+    ("scored_at", "timestamp with time zone", "NOT NULL"),
+    ("features", "jsonb", "NOT NULL CHECK (jsonb_typeof(features) = 'object')"),
+    ("score", "real", "NOT NULL"),
+    ("decision", "boolean", "NOT NULL"),
+    ("model_version", "text", "NOT NULL"),
+    ("role", "text", "NOT NULL"),
+    ("latency_s", "real", "NOT NULL"),
+    ("label", "smallint", "CHECK (label IN (0, 1))"),
+    ("labelled_at", "timestamp with time zone", ""),
 )
+"""Name, type (as `format_type` spells it) and constraints of every column, in table order."""
+WRITE_COLUMNS: tuple[str, ...] = tuple(name for name, _, _ in _COLUMNS[:-2])
 """Columns the predictor writes, in COPY order; `label` and `labelled_at` are filled later."""
 
 _DDL = f"""
 CREATE TABLE IF NOT EXISTS {TABLE} (
-    request_id text NOT NULL,
-    row_index integer NOT NULL,
-    scored_at timestamptz NOT NULL,
-    {", ".join(f"{column} real NOT NULL" for column in FEATURE_COLUMNS)},
-    score real NOT NULL,
-    decision boolean NOT NULL,
-    model_version text NOT NULL,
-    role text NOT NULL,
-    latency_s real NOT NULL,
-    label smallint CHECK (label IN (0, 1)),
-    labelled_at timestamptz
+    {", ".join(" ".join(column).strip() for column in _COLUMNS)}
 );
 CREATE INDEX IF NOT EXISTS {TABLE}_scored_at ON {TABLE} (scored_at);
 CREATE INDEX IF NOT EXISTS {TABLE}_request ON {TABLE} (request_id, row_index);
+"""
+_LAYOUT = """
+SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute
+WHERE attrelid = to_regclass(%s) AND attnum > 0 AND NOT attisdropped
 """
 _DDL_LOCK = 7_350_221  # advisory lock key: replicas starting together create the table once
 
 
 def ensure_table(conn: psycopg.Connection) -> None:
-    """Create the table and its indexes when missing (safe to run from many processes at once)."""
+    """Create the table and its indexes when missing (safe to run from many processes at once);
+    raise UnavailableError naming the columns when an existing table has another layout."""
     with conn.transaction(), conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK,))
         cur.execute(sql.SQL(_DDL))  # type: ignore[arg-type]
+        cur.execute(_LAYOUT, (TABLE,))
+        found = dict(cur.fetchall())
+    differing = [f"{name} {kind}" for name, kind, _ in _COLUMNS if found.get(name) != kind]
+    if differing:
+        raise UnavailableError(
+            f"the audit table {TABLE} has another layout (an earlier release's?): it lacks "
+            f"{', '.join(differing)}; rename or drop it and a new one is created (there is no migration)"
+        )
 
 
 def connect(dsn: str | None, timeout_s: int = 5) -> psycopg.Connection:
@@ -58,7 +69,11 @@ def connect(dsn: str | None, timeout_s: int = 5) -> psycopg.Connection:
         raise UnavailableError("no audit database configured (set FRAUD_AUDIT_DSN)")
     try:
         conn = psycopg.connect(dsn, autocommit=True, connect_timeout=timeout_s)
-        ensure_table(conn)
+        try:
+            ensure_table(conn)
+        except BaseException:
+            conn.close()
+            raise
     except psycopg.Error as e:
         raise UnavailableError(f"audit database unreachable: {describe(e)}") from e
     return conn

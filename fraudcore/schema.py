@@ -154,4 +154,3 @@ def _feature(item: Any) -> Feature:
         raise ValueError(f"feature {item['name']}: unknown key(s) {', '.join(sorted(unknown))}")
     categories = tuple(str(c) for c in item.get("categories", ()))
     return Feature(item["name"], kind, categories, bool(item.get("optional", False)))
-

@@ -4,19 +4,24 @@ The labelled rows are logged to MLflow (run `retrain-data`, file `labelled.csv.g
 version's data source, `<champion's source> + runs:/<run>/labelled.csv.gz`, can be loaded again later,
 e.g. by `fraud models promote` to gate it on the very same holdout. Training, registration, the gate
 and the aliases are `training.pipeline.train_and_register`: a passing version becomes `challenger`.
+
+The new version keeps the champion's features, their kinds and its label, so clients need not
+change; its categories are learned again from the data, so one that appeared in traffic after the
+champion was trained becomes a category of the new version.
 """
 
 import logging
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 
 from fraudcore.names import CHAMPION, alias_uri
 from fraudcore.registry import Registry
+from fraudcore.schema import Schema
 from fraudcore.settings import Settings
 from jobs.drift.publish import last_drift_detected
-from jobs.drift.window import Window, from_audit_log
+from jobs.drift.window import from_audit_log, from_csv
 from training.data import SOURCE_JOIN
 from training.pipeline import Registration, train_and_register
 from training.train import TrainConfig
@@ -38,8 +43,9 @@ class Retrained:
     labelled_rows: int = 0
 
 
-def retrain(registry: Registry, labelled: Window | None = None, only_on_drift: bool = False) -> Retrained:
-    """Train on the champion's data plus labelled rows (from `labelled`, else the audit log).
+def retrain(registry: Registry, data: Path | None = None, only_on_drift: bool = False) -> Retrained:
+    """Train on the champion's data plus labelled rows (from the CSV `data`, else the audit log), both
+    read in the champion's schema.
 
     Raises GateRejectedError when the new version fails the gate (it stays registered, rejected).
     """
@@ -52,9 +58,12 @@ def retrain(registry: Registry, labelled: Window | None = None, only_on_drift: b
             )
             return Retrained(skipped=reason)
     champion = registry.load(alias_uri(registry.name, CHAMPION)).bundle
-    if labelled is None:
+    schema = champion.card.schema
+    if data is not None:
+        labelled = from_csv(data, schema)
+    else:
         since = timedelta(days=settings.retrain_window_days)
-        labelled = from_audit_log(settings, MAX_LABELLED_ROWS, since=since, labelled_only=True)
+        labelled = from_audit_log(settings, schema, MAX_LABELLED_ROWS, since=since, labelled_only=True)
     frame = labelled.labelled_frame()
     if frame.empty:
         return Retrained(skipped=f"no labelled transactions in {labelled.source}")
@@ -65,11 +74,17 @@ def retrain(registry: Registry, labelled: Window | None = None, only_on_drift: b
         run.log_files(path)
         source = f"{champion.card.data_source}{SOURCE_JOIN}runs:/{run.run_id}/{path.name}"
         run.log_param("data_source", source)
-        run.log_metrics({"labelled_rows": len(frame), "labelled_fraud_rows": int(frame["Class"].sum())})
+        run.log_metrics({"labelled_rows": len(frame), "labelled_fraud_rows": int(frame[schema.label].sum())})
         logger.info("retraining on %s (%d labelled rows from %s)", source, len(frame), labelled.source)
-        registration = train_and_register(registry, _config(settings, champion.card.params), source)
+        config = _config(settings, champion.card.params)
+        registration = train_and_register(registry, config, source, schema.label, _relearned(schema))
         run.set_tag("version", registration.version)
     return Retrained(registration, labelled_rows=len(frame))
+
+
+def _relearned(schema: Schema) -> Schema:
+    """The champion's schema with its categories left to be learned from the new data."""
+    return replace(schema, features=tuple(replace(f, categories=()) for f in schema.features))
 
 
 def _config(settings: Settings, params: dict[str, str | int | float]) -> TrainConfig:

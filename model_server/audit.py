@@ -6,6 +6,11 @@ thread COPYs the buffer in batches. While the database is unreachable the buffer
 writer reconnects with exponential backoff; each change between reachable and unreachable is
 logged once. Rows the database refuses (not an outage) are dropped and counted too, so they
 cannot hold up the ones behind them.
+
+Each row's features become one JSON object (`fraudcore.auditdb`) in the writer, never in `record()`:
+numbers as the model scored them (the shortest text of their float32 value, so 12.34 stays 12.34),
+booleans as true/false, categorical values as the client sent them (an unknown category too), and
+null for a missing value.
 """
 
 import logging
@@ -17,6 +22,7 @@ from datetime import UTC, datetime
 from typing import NamedTuple
 
 import numpy as np
+import orjson
 import psycopg
 from prometheus_client import Counter, Gauge
 from psycopg import sql
@@ -36,6 +42,8 @@ BUFFERED_ROWS = Gauge("fraud_audit_buffered_rows", "Scored rows waiting to be wr
 _COPY = sql.SQL("COPY {} ({}) FROM STDIN").format(
     sql.Identifier(auditdb.TABLE), sql.SQL(", ").join(map(sql.Identifier, auditdb.WRITE_COLUMNS))
 )
+_NUMPY = orjson.OPT_SERIALIZE_NUMPY
+_BOOLEAN = {0.0: b"false", 1.0: b"true"}
 
 
 class _Scored(NamedTuple):
@@ -44,7 +52,7 @@ class _Scored(NamedTuple):
     request_id: str
     scored_at: float
     features: np.ndarray
-    text: Mapping[str, np.ndarray]
+    text: Mapping[str, np.ndarray] | None
     scores: np.ndarray
     decisions: np.ndarray
     model_version: str
@@ -54,6 +62,65 @@ class _Scored(NamedTuple):
     @property
     def rows(self) -> int:
         return len(self.scores)
+
+
+class _Json:
+    """Turns a batch of requests into each row's `features` JSON object, in one pass over all rows
+    (most requests hold one row: per-request work would dominate)."""
+
+    def __init__(self, schema: Schema) -> None:
+        keys = (orjson.dumps(name).replace(b"%", b"%%") for name in schema.names)
+        self._template = b"{" + b",".join(key + b":%b" for key in keys) + b"}"
+        self._booleans = [i for i, f in enumerate(schema.features) if f.kind == "boolean"]
+        self._categorical = [
+            (i, f.name, [orjson.dumps(c) for c in f.categories])
+            for i, f in enumerate(schema.features)
+            if f.kind == "categorical"
+        ]
+
+    def objects(self, batch: list[_Scored]) -> list[str]:
+        sizes = [s.rows for s in batch]
+        x = np.concatenate(
+            [np.asarray(s.features, np.float32).reshape(n, -1) for s, n in zip(batch, sizes, strict=True)]
+        )
+        replaced = [(i, [_BOOLEAN.get(v, b"null") for v in x[:, i].tolist()]) for i in self._booleans]
+        replaced += [
+            (i, _categories(batch, sizes, name, known, x[:, i])) for i, name, known in self._categorical
+        ]
+        lines = orjson.dumps(x, option=_NUMPY)[2:-2].split(b"],[") if len(x) else []  # NaN → null
+        objects = []
+        for r, line in enumerate(lines):  # row by row: a list per row for all rows would keep the GC busy
+            row = line.split(b",")
+            for i, values in replaced:
+                row[i] = values[r]
+            objects.append((self._template % tuple(row)).decode())
+        return objects
+
+
+def _categories(
+    batch: list[_Scored], sizes: list[int], name: str, known: list[bytes], codes: np.ndarray
+) -> list[bytes]:
+    """Each row's category: the text sent where it was handed over, else the known one of its code."""
+    values = [b"null" if v != v else known[int(v)] for v in codes.tolist()]
+    start = 0
+    for scored, rows in zip(batch, sizes, strict=True):
+        if scored.text is not None and name in scored.text:
+            values[start : start + rows] = _sent(scored.text[name], rows)
+        start += rows
+    return values
+
+
+def _sent(values: np.ndarray, rows: int) -> list[bytes]:
+    if len(values) != rows:
+        raise ValueError(f"{len(values)} categorical values sent for {rows} rows")
+    return [orjson.dumps(value, _decoded, _NUMPY) for value in values]
+
+
+def _decoded(value: object) -> str:
+    """BYTES tensors decoded by the binary extension hold bytes: their text is what was sent."""
+    if isinstance(value, bytes):
+        return value.decode()
+    raise TypeError(f"a categorical value must be text, not {type(value).__name__}")
 
 
 class AuditLog:
@@ -73,7 +140,7 @@ class AuditLog:
         max_backoff_s: float = 30.0,
     ) -> None:
         self._dsn = dsn
-        self._schema = schema
+        self._json = _Json(schema)
         self._capacity = buffer_rows
         self._batch_rows = batch_rows
         self._flush_interval_s = flush_interval_s
@@ -118,7 +185,7 @@ class AuditLog:
         `features` is the encoded `[N, k]` matrix; `text` holds each categorical feature's values as
         sent (an unknown category is NaN in `features` but kept here as it was)."""
         scored = _Scored(
-            request_id, time.time(), features, text or {}, scores, decisions, model_version, role, latency_s
+            request_id, time.time(), features, text, scores, decisions, model_version, role, latency_s
         )
         with self._lock:
             before = self._pending_rows
@@ -170,7 +237,7 @@ class AuditLog:
             self._disconnect()
             self._set_reachable(False, auditdb.describe(e.__cause__ or e))
             return False
-        except (psycopg.Error, ValueError, TypeError) as e:
+        except (psycopg.Error, ValueError, TypeError, LookupError) as e:
             # Not an outage: retrying the same rows would fail again and hold up all later ones.
             self._disconnect()
             DROPPED_ROWS.inc(rows)
@@ -183,15 +250,15 @@ class AuditLog:
     def _copy(self, batch: list[_Scored]) -> None:
         if self._conn is None or self._conn.closed:
             self._conn = auditdb.connect(self._dsn)
+        objects = iter(self._json.objects(batch))
         with self._conn.cursor() as cur, cur.copy(_COPY) as copy:
             for scored in batch:
                 at = datetime.fromtimestamp(scored.scored_at, UTC)
                 tail = (scored.model_version, scored.role, scored.latency_s)
-                features = np.asarray(scored.features, np.float32).reshape(scored.rows, -1).tolist()
                 scores = np.asarray(scored.scores, np.float32).tolist()
                 decisions = np.asarray(scored.decisions, bool).tolist()
-                for index, (row, score, decision) in enumerate(zip(features, scores, decisions, strict=True)):
-                    copy.write_row((scored.request_id, index, at, *row, score, decision, *tail))
+                for index, (score, decision) in enumerate(zip(scores, decisions, strict=True)):
+                    copy.write_row((scored.request_id, index, at, next(objects), score, decision, *tail))
 
     def _requeue(self, batch: list[_Scored]) -> None:
         with self._lock:

@@ -20,9 +20,9 @@ import pytest
 
 from cli import main
 from fraudcore import auditdb
+from fraudcore.schema import Schema
 from model_server.audit import AuditLog
 from tests.support import free_port
-from training.synthetic import FEATURES, LABEL
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "postgres.sh"
 
@@ -100,20 +100,23 @@ def fraud(isolated_env: Path, capsys: pytest.CaptureFixture[str]) -> Fraud:
     return run
 
 
-def log_traffic(dsn: str, frame: pd.DataFrame, batch: int = 100) -> pd.DataFrame:
-    """Score-log the frame in requests of `batch` rows; returns the matching label file rows."""
-    log = AuditLog(dsn, buffer_rows=100_000, flush_interval_s=0.05)
+def log_traffic(dsn: str, frame: pd.DataFrame, schema: Schema, batch: int = 100) -> pd.DataFrame:
+    """Score-log the frame's rows as the predictor does (the encoded matrix, and the categorical values
+    as sent) in requests of `batch` rows; returns the matching label file rows."""
+    log = AuditLog(dsn, buffer_rows=100_000, schema=schema, flush_interval_s=0.05)
     log.start()
-    x = frame[list(FEATURES)].to_numpy(np.float32)
+    x = schema.encode(frame)
+    text = {f.name: frame[f.name].to_numpy(object) for f in schema.features if f.kind == "categorical"}
     for start in range(0, len(x), batch):
-        part = x[start : start + batch]
-        scores = np.zeros(len(part), np.float32)
-        log.record(f"req-{start}", part, scores, scores > 0.5, "1", "champion", 0.001)
+        part = slice(start, start + batch)
+        scores = np.zeros(len(x[part]), np.float32)
+        sent = {name: values[part] for name, values in text.items()}
+        log.record(f"req-{start}", x[part], scores, scores > 0.5, "1", "champion", 0.001, sent)
     log.close()
     return pd.DataFrame(
         {
             "request_id": [f"req-{i - i % batch}" for i in range(len(frame))],
             "row": [i % batch for i in range(len(frame))],
-            "label": frame[LABEL].to_numpy(),
+            "label": frame[schema.label].to_numpy(),
         }
     )

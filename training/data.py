@@ -293,7 +293,7 @@ def load_source(
     if SOURCE_JOIN in source:
         parts = [load_source(part, registry, declared) for part in source.split(SOURCE_JOIN)]
         return pd.concat(parts, ignore_index=True).drop_duplicates(ignore_index=True)
-    text = {f.name: "str" for f in declared.features if f.kind == "categorical"} if declared else None
+    text = text_dtypes(declared) if declared else None
     if source.startswith("runs:/"):
         if registry is None:
             raise DataValidationError(f"data source {source} needs an MLflow store to download from")
@@ -302,6 +302,11 @@ def load_source(
         return load_csv(Path(source), text)
     name, rows, seed, fraud_rate, scenario = _synthetic_options(source)
     return DATASETS[name].generate(rows=rows, seed=seed, fraud_rate=fraud_rate, scenario=scenario)
+
+
+def text_dtypes(schema: Schema) -> dict[str, str]:
+    """`load_csv` dtypes reading the schema's categorical columns as text (a code `007` stays `007`)."""
+    return {f.name: "str" for f in schema.features if f.kind == "categorical"}
 
 
 def _synthetic_options(source: str) -> tuple[str, int, int, float, str | None]:

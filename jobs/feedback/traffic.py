@@ -1,8 +1,10 @@
 """Replay transactions against a running predictor (Open Inference Protocol v2), as a client would.
 
-Each batch is one request with its own `x-request-id`. When the data carries `Class`, the matching
-label file rows (`request_id,row,label`) come back too: the ground truth a bank learns weeks later,
-ready for `fraud labels ingest`.
+Each batch is one request with its own `x-request-id` and one `[N]` tensor per feature of the
+window's schema, made from the raw values (a category as text, unknown to the model or not; a
+missing value as null). When the data carries the schema's label, the matching label file rows
+(`request_id,row,label`) come back too: the ground truth a bank learns weeks later, ready for
+`fraud labels ingest`.
 """
 
 import json
@@ -15,7 +17,11 @@ import numpy as np
 import pandas as pd
 
 from fraudcore.errors import InvalidInputError, UnavailableError
+from fraudcore.schema import Feature
 from jobs.drift.window import Window
+
+DATATYPES = {"numeric": "FP64", "categorical": "BYTES", "boolean": "BOOL"}
+"""The v2 datatype each kind of feature is sent as."""
 
 
 @dataclass
@@ -41,18 +47,9 @@ def send(
     endpoint = f"{url.rstrip('/')}/v2/models/{model}/infer"
     sent, labels = Sent(), []
     for start in range(0, len(window), batch_rows):
-        rows = window.features[start : start + batch_rows]
+        rows = window.frame.iloc[start : start + batch_rows]
         request_id = f"{prefix}-{start // batch_rows:06d}"
-        body = {
-            "inputs": [
-                {
-                    "name": "transactions",
-                    "shape": list(rows.shape),
-                    "datatype": "FP32",
-                    "data": rows.ravel().tolist(),
-                }
-            ]
-        }
+        body = {"inputs": [_tensor(f, rows[f.name]) for f in window.schema.features]}
         headers = {"content-type": "application/json", "x-request-id": request_id}
         if token:
             headers["authorization"] = f"Bearer {token}"
@@ -80,3 +77,11 @@ def send(
             if is_known
         ]
     return sent, pd.DataFrame(labels, columns=["request_id", "row", "label"])
+
+
+def _tensor(feature: Feature, values: pd.Series) -> dict[str, object]:
+    """One feature's raw values as a v2 input tensor (null where the value is missing)."""
+    data = values.astype(object).where(values.notna(), None).tolist()
+    if feature.kind == "boolean":
+        data = [None if value is None else bool(value) for value in data]
+    return {"name": feature.name, "shape": [len(data)], "datatype": DATATYPES[feature.kind], "data": data}

@@ -7,18 +7,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
 
-import numpy as np
 import pandas as pd
 import pytest
 
 from fraudcore.registry import LoadedModel, Registry
-from fraudcore.schema import FEATURES, LABEL
 from jobs.drift.detection import DriftResult, detect_drift
 from jobs.drift.statistics import Backend
-from jobs.drift.window import Window
+from jobs.drift.window import from_frame
 from tests.conftest import TEST_FRAUD_RATE, TrainedStore, make_settings
 from tests.pg import Fraud, log_traffic
-from training.synthetic import SCENARIOS, generate
+from training.synthetic import LABEL, SCENARIOS, generate
 
 WINDOW_ROWS = 2_000
 WINDOWS = 20
@@ -26,10 +24,6 @@ WINDOWS = 20
 
 def window(seed: int, scenario: str | None = None, rows: int = WINDOW_ROWS) -> pd.DataFrame:
     return generate(rows=rows, seed=seed, fraud_rate=TEST_FRAUD_RATE, scenario=scenario)
-
-
-def as_window(frame: pd.DataFrame) -> Window:
-    return Window(frame[list(FEATURES)].to_numpy(np.float32), frame[LABEL].to_numpy(np.int64), "generated")
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +39,7 @@ def drifted(champion: LoadedModel, frame: pd.DataFrame, backend: Backend | None 
     defaults = make_settings(Path(".fraud"))
     return detect_drift(
         champion,
-        as_window(frame),
+        from_frame(frame, champion.bundle.card.schema, "generated"),
         correction=defaults.drift_correction,
         p_value=defaults.drift_p_value,
         min_rows=defaults.drift_min_rows,
@@ -109,9 +103,14 @@ def pushgateway() -> Iterator[str]:
 
 
 def test_drift_job_on_the_audit_log(
-    trained_store: TrainedStore, audit_dsn: str, pushgateway: str, tmp_path: Path, fraud: Fraud
+    trained_store: TrainedStore,
+    champion: LoadedModel,
+    audit_dsn: str,
+    pushgateway: str,
+    tmp_path: Path,
+    fraud: Fraud,
 ) -> None:
-    log_traffic(audit_dsn, window(4_000, "amount-inflation", rows=1_000))
+    log_traffic(audit_dsn, window(4_000, "amount-inflation", rows=1_000), champion.bundle.card.schema)
     env = {"FRAUD_HOME": str(trained_store.settings.home), "FRAUD_AUDIT_DSN": audit_dsn}
 
     result = fraud("drift", "--out", str(tmp_path / "report"), FRAUD_PUSHGATEWAY_URL=pushgateway, **env)

@@ -9,6 +9,7 @@ import pytest
 
 from fraudcore import auditdb
 from fraudcore.errors import DataValidationError
+from fraudcore.schema import Schema
 from jobs.feedback.labels import read_labels
 from model_server.audit import AuditLog
 from tests.pg import Fraud
@@ -17,9 +18,9 @@ from tests.pg import Fraud
 @pytest.fixture
 def logged(audit_dsn: str) -> str:
     """Two requests in the audit log: `a` with three rows, `b` with one."""
-    log = AuditLog(audit_dsn, buffer_rows=100, flush_interval_s=0.05)
+    log = AuditLog(audit_dsn, buffer_rows=100, schema=Schema.numeric(["x", "y"]), flush_interval_s=0.05)
     log.start()
-    features = np.zeros((3, 30), np.float32)
+    features = np.zeros((3, 2), np.float32)
     scores = np.array([0.1, 0.9, 0.2], np.float32)
     log.record("a", features, scores, scores > 0.5, "1", "champion", 0.001)
     log.record("b", features[:1], scores[:1], scores[:1] > 0.5, "1", "champion", 0.001)

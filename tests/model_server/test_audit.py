@@ -1,4 +1,5 @@
-"""The audit writer against a real PostgreSQL: batched writes, the outage path, recovery."""
+"""The audit writer against a real PostgreSQL: batched writes, each row's features as one JSON object
+in the model's schema, the outage path, recovery."""
 
 import logging
 import time
@@ -10,12 +11,11 @@ import pytest
 from prometheus_client import REGISTRY
 
 from fraudcore import auditdb
-from fraudcore.schema import Schema
+from fraudcore.schema import Feature, Schema
 from model_server.audit import AuditLog
 from tests.pg import Postgres
-from training.synthetic import FEATURES
 
-CREDIT_CARD = Schema.numeric(FEATURES)
+NUMERIC = Schema.numeric(f"f{i}" for i in range(30))
 
 
 def counter(name: str) -> float:
@@ -45,7 +45,7 @@ def scored(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def test_writes_every_row_with_its_request(audit_dsn: str) -> None:
     written = counter("fraud_audit_written_rows_total")
-    log = AuditLog(audit_dsn, 1_000, CREDIT_CARD, flush_interval_s=0.05)
+    log = AuditLog(audit_dsn, buffer_rows=1_000, schema=NUMERIC, flush_interval_s=0.05)
     log.start()
     features, scores, decisions = scored(5)
     log.record("req-a", features, scores, decisions, "3", "champion", 0.004)
@@ -54,18 +54,57 @@ def test_writes_every_row_with_its_request(audit_dsn: str) -> None:
 
     with psycopg.connect(audit_dsn) as conn:
         rows = conn.execute(
-            f"SELECT request_id, row_index, v1, amount, score, decision, model_version, role, latency_s, "
+            f"SELECT request_id, row_index, features, score, decision, model_version, role, latency_s, "
             f"label, scored_at > now() - interval '1 minute' FROM {auditdb.TABLE} "
             "ORDER BY request_id, row_index"
         ).fetchall()
     assert [(r[0], r[1]) for r in rows] == [("req-a", i) for i in range(5)] + [("req-b", 0)]
     first = rows[0]
-    assert first[2:4] == pytest.approx((features[0, 1], features[0, 29]))
-    assert first[4:6] == (pytest.approx(scores[0]), bool(decisions[0]))
-    assert first[6:10] == ("3", "champion", pytest.approx(0.004), None)
-    assert first[10] is True
-    assert rows[-1][6:8] == ("4", "challenger")
+    assert set(first[2]) == set(NUMERIC.names)
+    # Each number is the float32 value the model scored, written as its shortest text.
+    assert np.array([first[2][name] for name in NUMERIC.names], np.float32).tolist() == features[0].tolist()
+    assert first[3:5] == (pytest.approx(scores[0]), bool(decisions[0]))
+    assert first[5:9] == ("3", "champion", pytest.approx(0.004), None)
+    assert first[9] is True
+    assert rows[-1][5:7] == ("4", "challenger")
     assert counter("fraud_audit_written_rows_total") - written == 6
+
+
+MIXED = Schema(
+    (
+        Feature('fee "%"'),
+        Feature("channel", "categorical", ("atm", "pos")),
+        Feature("country", "categorical", ("DE", "FR"), optional=True),
+        Feature("card_present", "boolean", optional=True),
+        Feature("tip", optional=True),
+    ),
+    label="fraud",
+)
+
+
+def test_features_are_kept_as_sent_in_any_schema(audit_dsn: str) -> None:
+    sent = {
+        'fee "%"': [12.34, 0.1, 3.0],
+        "channel": np.array(["atm", "app", "pos"], object),  # "app" is unknown to the model
+        "country": np.array(["FR", None, "DE"], object),
+        "card_present": [True, None, False],
+        "tip": [None, 1.5, None],
+    }
+    x = MIXED.encode(sent)
+    assert np.isnan(x[1, 1]) and np.isnan(x[1, 2])
+    scores = np.array([0.1, 0.9, 0.2], np.float32)
+    log = AuditLog(audit_dsn, buffer_rows=100, schema=MIXED, flush_interval_s=0.05)
+    log.start()
+    text = {name: sent[name] for name in ("channel", "country")}
+    log.record("sent", x, scores, scores > 0.5, "1", "champion", 0.001, text)
+    log.record("codes only", x[:1], scores[:1], scores[:1] > 0.5, "1", "champion", 0.001)
+    log.close()
+
+    with psycopg.connect(audit_dsn) as conn:
+        query = f"SELECT request_id, features FROM {auditdb.TABLE} ORDER BY request_id DESC, row_index"
+        rows = conn.execute(query).fetchall()
+    expected = [dict(zip(MIXED.names, values, strict=True)) for values in zip(*sent.values(), strict=True)]
+    assert rows == [("sent", row) for row in expected] + [("codes only", expected[0])]
 
 
 def test_keeps_serving_through_an_outage_and_recovers(
@@ -73,7 +112,7 @@ def test_keeps_serving_through_an_outage_and_recovers(
 ) -> None:
     dropped = counter("fraud_audit_dropped_rows_total")
     caplog.set_level(logging.INFO, logger="model_server.audit")
-    log = AuditLog(audit_dsn, 100, CREDIT_CARD, flush_interval_s=0.05, max_backoff_s=0.5)
+    log = AuditLog(audit_dsn, buffer_rows=100, schema=NUMERIC, flush_interval_s=0.05, max_backoff_s=0.5)
     log.start()
     features, scores, decisions = scored(10)
     log.record("before", features, scores, decisions, "1", "champion", 0.001)
@@ -107,7 +146,7 @@ def test_keeps_serving_through_an_outage_and_recovers(
 
 def test_starts_and_closes_without_a_database() -> None:
     dropped = counter("fraud_audit_dropped_rows_total")
-    log = AuditLog("postgresql://fraud@127.0.0.1:1/fraud", 5, CREDIT_CARD, max_backoff_s=0.1)
+    log = AuditLog("postgresql://fraud@127.0.0.1:1/fraud", buffer_rows=5, schema=NUMERIC, max_backoff_s=0.1)
     log.start()
     writer = log._thread
     assert writer is not None and writer.is_alive()
@@ -124,7 +163,7 @@ def test_starts_and_closes_without_a_database() -> None:
 
 def test_rows_the_database_refuses_are_dropped_not_retried(audit_dsn: str) -> None:
     dropped = counter("fraud_audit_dropped_rows_total")
-    log = AuditLog(audit_dsn, 100, CREDIT_CARD, flush_interval_s=0.05)
+    log = AuditLog(audit_dsn, buffer_rows=100, schema=NUMERIC, flush_interval_s=0.05)
     log.start()
     features, scores, decisions = scored(2)
     log.record("nul\x00byte", features, scores, decisions, "1", "champion", 0.001)

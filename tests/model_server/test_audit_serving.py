@@ -49,7 +49,7 @@ def test_scored_traffic_is_audited_and_labelled(
             f"FROM {auditdb.TABLE} GROUP BY request_id ORDER BY request_id"
         ).fetchall()
         amount = conn.execute(
-            f"SELECT amount FROM {auditdb.TABLE} WHERE request_id = 't-000003' AND row_index = 7"
+            f"SELECT features->'Amount' FROM {auditdb.TABLE} WHERE request_id = 't-000003' AND row_index = 7"
         ).fetchone()
     assert requests == [(f"t-{i:06d}", 50, "champion", "1", True) for i in range(10)]
     assert amount is not None
