@@ -190,5 +190,5 @@ def test_the_paysim_data_set_loads_with_its_own_label_and_a_text_type() -> None:
     assert kinds["type"] == "categorical" and kinds["amount"] == "numeric"
     assert "TRANSFER" in loaded.schema.features[list(kinds).index("type")].categories
     assert load_training_data(source).frame.equals(loaded.frame)  # seeded
-    with pytest.raises(DataValidationError, match="dataset=creditcard|paysim"):
+    with pytest.raises(DataValidationError, match=r"dataset=creditcard\|paysim"):
         load_source("synthetic:rows=10,seed=1,dataset=iris")
