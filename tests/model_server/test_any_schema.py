@@ -3,20 +3,25 @@ categorical, a boolean and an optional feature, and a label not called `Class`. 
 and BOOL tensors, v2 binary (tritonclient), v1 dicts, metadata and /docs from the schema, unknown
 categories scored and counted, and mistakes answered 400 naming the feature."""
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import numpy as np
 import pandas as pd
+import psycopg
 import pytest
 import tritonclient.http as triton
 
+from fraudcore import auditdb
 from fraudcore.bundle import Bundle
 from fraudcore.registry import Registry
 from fraudcore.schema import Schema
+from jobs.drift.window import from_audit_log
 from tests.conftest import make_settings
 from tests.model_server.test_server import MODEL, launch, metric_samples, sample, server_env
+from tests.pg import Postgres
 from tests.support import ServerProcess, running
 from training.pipeline import train_and_register
 from training.train import TrainConfig
@@ -48,8 +53,13 @@ def transactions(rows: int, seed: int) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, Bundle]]:
-    """The predictor serving an XGBoost model trained on `transactions`, and that model's bundle."""
+def served(
+    tmp_path_factory: pytest.TempPathFactory, postgres: Postgres
+) -> Iterator[tuple[ServerProcess, Bundle]]:
+    """The predictor serving an XGBoost model trained on `transactions` (audit log on, in a fresh
+    table), and that model's bundle."""
+    with psycopg.connect(postgres.dsn, autocommit=True) as conn:
+        conn.execute(f"DROP TABLE IF EXISTS {auditdb.TABLE}")
     work = tmp_path_factory.mktemp("any-schema")
     data = work / "transactions.csv"
     transactions(4000, seed=3).to_csv(data, index=False)
@@ -58,7 +68,10 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerPro
     config = TrainConfig.from_settings(settings, "xgboost", rounds=40, seed=1)
     version = train_and_register(registry, config, str(data), LABEL).version
     uri = f"models:/{MODEL}/{version}"
-    server = launch(work, server_env(settings.home, FRAUD_MODEL_URI=uri, FRAUD_MAX_BATCH_ROWS="500"))
+    env = server_env(
+        settings.home, FRAUD_MODEL_URI=uri, FRAUD_MAX_BATCH_ROWS="500", FRAUD_AUDIT_DSN=postgres.dsn
+    )
+    server = launch(work, env)
     with running(server):
         yield server.wait(), registry.load(uri).bundle
 
@@ -164,6 +177,27 @@ def test_unknown_category_is_scored_and_counted(
     after = metric_samples(server.url)
     labels = {"feature": "channel", "model_version": "1", "role": "champion"}
     assert sample(after, "fraud_unknown_category_total", **labels) == before + 2
+
+
+def test_the_audit_log_keeps_what_was_sent(
+    served: tuple[ServerProcess, Bundle], rows: pd.DataFrame, postgres: Postgres
+) -> None:
+    server, bundle = served
+    sent = rows[:2].assign(channel=["audit-kiosk", "web"], account_age_days=[np.nan, 12.0])
+    reply = httpx.post(server.url + INFER, json={"inputs": columns(sent)}, headers={"x-request-id": "kept"})
+    assert reply.status_code == 200, reply.text
+    settings = make_settings(server.log.parent / ".audit", audit_dsn=postgres.dsn)
+
+    deadline = time.monotonic() + 30
+    while "audit-kiosk" not in set(
+        (frame := from_audit_log(settings, bundle.card.schema, 10_000).frame)["channel"]
+    ):
+        assert time.monotonic() < deadline, "the request did not reach the audit log"
+        time.sleep(0.2)
+    kept = frame[frame["channel"] == "audit-kiosk"].iloc[0]  # a category unknown to the model, as sent
+    assert kept["amount"] == pytest.approx(sent["amount"].iloc[0], rel=1e-6)
+    assert kept["card_present"] == (sent["card_present"].iloc[0] == "true")
+    assert pd.isna(kept["account_age_days"])
 
 
 def _replace(rows: pd.DataFrame, name: str, **change: Any) -> dict[str, Any]:
