@@ -11,13 +11,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from fraudcore.bundle import load_bundle, save_bundle
 from fraudcore.registry import LoadedModel, Registry
 from jobs.drift.detection import DriftResult, detect_drift
 from jobs.drift.statistics import Backend
 from jobs.drift.window import from_frame
 from tests.conftest import TEST_FRAUD_RATE, TrainedStore, make_settings
 from tests.pg import Fraud, log_traffic
+from training.data import load_source, load_training_data, split, synthetic_source
 from training.synthetic import LABEL, SCENARIOS, generate
+from training.train import TrainConfig, train
 
 WINDOW_ROWS = 2_000
 WINDOWS = 20
@@ -101,6 +104,34 @@ def pushgateway() -> Iterator[str]:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def paysim_champion(tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
+    """An XGBoost model of the PaySim-style data set (a categorical `type`), as a bundle."""
+    loaded = load_training_data(synthetic_source(30_000, 3, fraud_rate=0.01, dataset="paysim"))
+    settings = make_settings(Path(".fraud"))
+    model = train(
+        split(loaded.frame, loaded.schema), TrainConfig.from_settings(settings, "xgboost", rounds=60), "", ""
+    )
+    path = tmp_path_factory.mktemp("paysim")
+    save_bundle(path, model.scorer, model.card, model.reference)
+    return LoadedModel(load_bundle(path), "paysim", "1")
+
+
+@pytest.mark.parametrize("backend", ["alibi-detect", "scipy"])
+def test_a_shift_in_a_category_mix_is_caught_and_named(
+    paysim_champion: LoadedModel, backend: Backend
+) -> None:
+    def paysim(seed: int, scenario: str | None = None) -> pd.DataFrame:
+        return load_source(synthetic_source(WINDOW_ROWS, seed, scenario, 0.01, dataset="paysim"))
+
+    clean = drifted(paysim_champion, paysim(71), backend)
+    assert not clean.detected, clean.drifted_features
+    shifted = drifted(paysim_champion, paysim(72, "type-mix-shift"), backend)
+    assert shifted.detected and "type" in shifted.drifted_features
+    assert shifted.features["type"].p_value < 1e-6
+    assert shifted.features["type"].distance > 1  # a chi-square statistic: a KS distance is at most 1
 
 
 def test_drift_job_on_the_audit_log(
