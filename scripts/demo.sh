@@ -102,7 +102,7 @@ step "10. Chargebacks arrive: attach the ground truth to the logged transactions
 $FRAUD labels ingest "$FRAUD_HOME/data/clean-labels.csv"
 $FRAUD labels ingest "$FRAUD_HOME/data/wave-labels.csv"
 
-step "11. The drift check catches it (exit 4) and shows the champion missing the new fraud"
+step "11. The drift check catches it (exit 4), names the columns and shows the champion on the labelled rows"
 if $FRAUD drift --out "$FRAUD_HOME/reports/wave"; then echo "drift was not detected" >&2; exit 1; fi
 
 step "12. Drift-triggered retraining on the training data plus the labelled traffic: a gated @challenger"
