@@ -19,14 +19,22 @@ MAX_TEXT_SHARE_OF_NUMBERS = 0.95
 """A text column whose values are numbers at least this often is a numeric column with typos."""
 
 
-def load_csv(path: Path, dtypes: Mapping[str, str] | None = None) -> pd.DataFrame:
-    """Read a CSV as it is (columns named in `dtypes` read as that type); one line for a bad file."""
+def load_table(path: Path, dtypes: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """Read a CSV (or, named `*.parquet`, a Parquet file) as it is, columns named in `dtypes` as that
+    type; one line for a bad file."""
+    parquet = path.suffix == ".parquet"
     try:
-        frame = pd.read_csv(path, dtype=dict(dtypes or {}), keep_default_na=True)
+        if parquet:
+            frame = pd.read_parquet(path)
+            text = [c for c in dtypes or {} if c in frame.columns]
+            frame[text] = frame[text].astype(object).where(frame[text].isna(), frame[text].astype(str))
+        else:
+            frame = pd.read_csv(path, dtype=dict(dtypes or {}), keep_default_na=True)
     except FileNotFoundError as e:
         raise DataValidationError(f"{path}: no such file") from e
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as e:
-        raise DataValidationError(f"{path}: not a readable CSV file ({e})") from e
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError, OSError) as e:
+        kind = "Parquet" if parquet else "CSV"
+        raise DataValidationError(f"{path}: not a readable {kind} file ({e})") from e
     if frame.empty:
         raise DataValidationError(f"{path}: no rows")
     return frame
@@ -297,15 +305,15 @@ def load_source(
     if source.startswith("runs:/"):
         if registry is None:
             raise DataValidationError(f"data source {source} needs an MLflow store to download from")
-        return load_csv(registry.download(source), text)
+        return load_table(registry.download(source), text)
     if not source.startswith(f"{SYNTHETIC}:"):
-        return load_csv(Path(source), text)
+        return load_table(Path(source), text)
     name, rows, seed, fraud_rate, scenario = _synthetic_options(source)
     return DATASETS[name].generate(rows=rows, seed=seed, fraud_rate=fraud_rate, scenario=scenario)
 
 
 def text_dtypes(schema: Schema) -> dict[str, str]:
-    """`load_csv` dtypes reading the schema's categorical columns as text (a code `007` stays `007`)."""
+    """`load_table` dtypes reading the schema's categorical columns as text (a code `007` stays `007`)."""
     return {f.name: "str" for f in schema.features if f.kind == "categorical"}
 
 

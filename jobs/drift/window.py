@@ -19,7 +19,7 @@ from fraudcore import auditdb
 from fraudcore.errors import UnavailableError
 from fraudcore.schema import Schema
 from fraudcore.settings import Settings
-from training.data import load_csv, text_dtypes, validate
+from training.data import load_table, text_dtypes, validate
 
 UNLABELLED = -1
 _RECORD_TYPES = {"numeric": sql.SQL("float8"), "categorical": sql.SQL("text"), "boolean": sql.SQL("boolean")}
@@ -70,7 +70,7 @@ def from_frame(frame: pd.DataFrame, schema: Schema, source: str) -> Window:
 
 def from_csv(path: Path, schema: Schema) -> Window:
     """Transactions in the model's schema; its label column is optional (no labels without it)."""
-    return from_frame(load_csv(path, text_dtypes(schema)), schema, str(path))
+    return from_frame(load_table(path, text_dtypes(schema)), schema, str(path))
 
 
 def from_audit_log(

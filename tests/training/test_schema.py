@@ -148,3 +148,15 @@ def test_registry_round_trip_and_the_gate_refuses_other_inputs(csv: Path, tmp_pa
         train_and_register(registry, config, str(other), LABEL)
     assert "inputs differ from the champion's" in str(rejected.value)
     assert "card_present is not an input of the other" in str(rejected.value)
+
+
+def test_parquet_loads_as_the_csv_does(csv: Path, tmp_path: Path) -> None:
+    parquet = tmp_path / "transactions.parquet"
+    pd.read_csv(csv).to_parquet(parquet)
+    assert (
+        load_training_data(str(parquet), label=LABEL).schema
+        == load_training_data(str(csv), label=LABEL).schema
+    )
+    parquet.write_text("amount,chargeback\n1,0\n")
+    with pytest.raises(DataValidationError, match="not a readable Parquet file"):
+        load_training_data(str(parquet), label=LABEL)
