@@ -280,7 +280,11 @@ def load_training_data(
     frame = load_source(source, registry, declared)
     label = label or (declared.label if declared else None) or source_label(source)
     schema = infer_schema(frame, label, declared, source)
-    return TrainingData(validate(frame, schema, source), schema)
+    frame = validate(frame, schema, source)
+    if frame[schema.label].nunique() == 1:
+        only = "fraud" if frame[schema.label].iloc[0] else "legitimate"
+        raise DataValidationError(f"{source}: column {schema.label} holds one class only (all {only})")
+    return TrainingData(frame, schema)
 
 
 def source_label(source: str) -> str:
