@@ -58,10 +58,13 @@ def skaffold(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 
 @pytest.fixture(scope="module")
-def built(skaffold: Skaffold) -> dict[str, str]:
+def built(skaffold: Skaffold) -> Iterator[dict[str, str]]:
     out = skaffold.workdir / "build.json"
     skaffold.run("build", "--file-output", str(out))
-    return {b["imageName"]: b["tag"] for b in json.loads(out.read_text())["builds"]}
+    tags = {b["imageName"]: b["tag"] for b in json.loads(out.read_text())["builds"]}
+    yield tags
+    # Every run tags new images: without this they pile up until the disk is full.
+    skaffold.cluster.run("docker", "rmi", *tags.values(), check=False)
 
 
 def test_skaffold_build_makes_both_images(cluster: Cluster, built: dict[str, str]) -> None:
