@@ -34,6 +34,7 @@ import xgboost as xgb
 from fraudcore.bundle import save_bundle
 from fraudcore.settings import Settings
 from training.data import fingerprint, load_training_data, split, synthetic_source
+from training.export import export_onnx
 from training.synthetic import KAGGLE_ROWS
 from training.train import TrainConfig, train
 
@@ -124,7 +125,8 @@ def build_model(work: Path, rows: int) -> tuple[Path, np.ndarray]:
     data = split(loaded.frame, loaded.schema)
     model = train(data, TrainConfig.from_settings(Settings(), "xgboost"), fingerprint(loaded.frame), source)
     bundle = work / "bundle"
-    save_bundle(bundle, model.scorer, model.card, model.reference)
+    onnx = export_onnx(model.scorer, len(loaded.schema))
+    save_bundle(bundle, model.scorer, model.card, model.reference, onnx)
     return bundle, data.x_holdout[:BATCH]
 
 
