@@ -1,5 +1,6 @@
 """Logging setup for entry points only: JSON lines for services and jobs, plain text for people."""
 
+import json
 import logging
 import sys
 from datetime import UTC, datetime
@@ -14,8 +15,8 @@ _OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
 class JsonFormatter(logging.Formatter):
     """One JSON object per line; `extra={...}` fields become top-level keys.
 
-    The predictor writes a line per request, so this is kept cheap: orjson, and the timestamp's
-    date and time of day formatted once per second."""
+    The predictor writes a line per request, so this is kept cheap: orjson for the usual ASCII line,
+    and the timestamp's date and time of day formatted once per second."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -31,7 +32,14 @@ class JsonFormatter(logging.Formatter):
         entry.update({k: v for k, v in vars(record).items() if k not in _RESERVED})
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return orjson.dumps(entry, default=str, option=_OPTIONS).decode()
+        try:
+            line = orjson.dumps(entry, default=str, option=_OPTIONS)
+        except TypeError:  # a string orjson refuses (a lone surrogate)
+            line = b"\x80"
+        if line.isascii():
+            return line.decode()
+        # Escaped to ASCII, so that every reader sees one line (U+2028 and others end a line in some).
+        return json.dumps(entry, default=str)
 
     def _time(self, created: float) -> str:
         """ISO 8601 in UTC with milliseconds, as `datetime.isoformat(timespec="milliseconds")`."""

@@ -1,6 +1,7 @@
 """Assemble and run the KServe model server around the fraud model."""
 
 import argparse
+import asyncio
 import gc
 import logging
 from collections.abc import Sequence
@@ -8,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import kserve
+import uvloop
 from kserve import model_server
 
 from fraudcore.settings import Settings
@@ -116,3 +118,7 @@ class _ModelServer(kserve.ModelServer):
             self._rest_server.config.host = self.host
             self._rest_server.config.app = self.asgi_app
         super().setup_event_loop()
+        # One worker runs in start()'s asyncio.run(), which takes a new loop from the policy: without
+        # this, asyncio's own loop whatever --event-loop says ("auto" means uvloop when installed).
+        if self.event_loop in ("auto", "uvloop"):
+            asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
