@@ -8,7 +8,7 @@ import numpy as np
 from kserve import InferOutput, InferRequest, InferResponse, Model
 from kserve.metrics import PREDICT_HIST_TIME
 
-from fraudcore.bundle import Bundle, XGBoostScorer
+from fraudcore.bundle import Bundle, LightGBMScorer, XGBoostScorer
 from fraudcore.registry import LoadedModel, Registry
 from fraudcore.settings import Settings
 from model_server import codec
@@ -209,9 +209,11 @@ class FraudPredictor(Model):
 
 
 def _batcher(bundle: Bundle) -> MicroBatcher:
-    """XGBoost on the worker thread, with the numpy evaluator inline for small batches; the
-    logistic model (one matrix product) inline for any batch."""
+    """XGBoost on the worker thread, with the numpy evaluator inline for small batches; LightGBM
+    on the worker thread for any batch; the logistic model (one matrix product) inline for any batch."""
     scorer = bundle.scorer
+    if isinstance(scorer, LightGBMScorer):
+        return MicroBatcher(scorer.predict_proba, MICRO_BATCH_ROWS)
     if isinstance(scorer, XGBoostScorer):
         schema = bundle.card.schema
         ensemble = verified_ensemble(scorer.booster, scorer.predict_proba, bundle.reference(), schema)
