@@ -6,7 +6,7 @@ hyper-parameters, then a seeded search (`fraud train --tune`) within the budget 
 best trial's hyper-parameters. Validation PR-AUC is what the search maximises; the holdout is the
 part the validation gate judges, untouched by the search:
 
-    uv run python benchmarks/tuning.py [--rows 100000 --trials 10 --datasets creditcard paysim --json]
+    uv run python benchmarks/tuning.py [--rows 50000 --trials 8 --datasets creditcard paysim --json]
 """
 
 import argparse
@@ -62,11 +62,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--rows", type=int, default=100_000, help="Rows generated per data set.")
+    parser.add_argument("--rows", type=int, default=50_000, help="Rows generated per data set.")
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     families = list(get_args(ModelKind))
     parser.add_argument("--models", nargs="+", default=families, choices=families)
-    parser.add_argument("--trials", type=int, default=10, help="Search budget: trials per family.")
+    parser.add_argument("--trials", type=int, default=8, help="Search budget: trials per family.")
     parser.add_argument("--minutes", type=float, default=None, help="Search budget: minutes per family.")
     parser.add_argument("--seed", type=int, default=Settings().seed, help="Data, split and search seed.")
     parser.add_argument("--json", action="store_true", help="Print the results as JSON, not a table.")

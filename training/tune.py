@@ -67,7 +67,7 @@ class SearchResult:
 def _xgboost_space(trial: optuna.Trial) -> dict[str, int | float]:
     return {
         "max_depth": trial.suggest_int("max_depth", 2, 8),
-        "learning_rate": trial.suggest_float("learning_rate", 0.02, 0.3, log=True),
+        "learning_rate": trial.suggest_float("learning_rate", 0.04, 0.3, log=True),
         "min_child_weight": trial.suggest_float("min_child_weight", 0.5, 20, log=True),
         "subsample": trial.suggest_float("subsample", 0.5, 1.0),
         "colsample_bytree": trial.suggest_float("colsample_bytree", 0.4, 1.0),
@@ -78,7 +78,7 @@ def _xgboost_space(trial: optuna.Trial) -> dict[str, int | float]:
 def _lightgbm_space(trial: optuna.Trial) -> dict[str, int | float]:
     return {
         "num_leaves": trial.suggest_int("num_leaves", 7, 127, log=True),
-        "learning_rate": trial.suggest_float("learning_rate", 0.02, 0.3, log=True),
+        "learning_rate": trial.suggest_float("learning_rate", 0.04, 0.3, log=True),
         "min_child_samples": trial.suggest_int("min_child_samples", 5, 200, log=True),
         "min_sum_hessian_in_leaf": trial.suggest_float("min_sum_hessian_in_leaf", 0.1, 20, log=True),
         "feature_fraction": trial.suggest_float("feature_fraction", 0.4, 1.0),
