@@ -16,7 +16,9 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PREFIX=${IMAGE_REPO_PREFIX:-fraud-detection}
 TAG=${IMAGE_TAG:-$(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- . 2>/dev/null || echo -dirty)}
 BASE_IMAGE=${BASE_IMAGE:-python:3.11-slim-bookworm}
-LOCAL_BASE=${PREFIX}/python-base:3.11-bookworm
+# The tag names what the base holds beyond minbase (libgomp1: LightGBM's OpenMP runtime), so a base
+# made before it was added is built again rather than reused.
+LOCAL_BASE=${PREFIX}/python-base:3.11-bookworm-gomp
 
 die() { echo "docker/build.sh: $*" >&2; exit 1; }
 source "$ROOT/scripts/debian.sh"
@@ -29,7 +31,7 @@ build_base() {
   local rootfs log; rootfs=$(mktemp -d); log=$(mktemp)
   echo "[build] base image $LOCAL_BASE (debootstrap bookworm, log: $log)" >&2
   # shellcheck disable=SC2046
-  debootstrap --variant=minbase --include=python3,python3-venv,python-is-python3,ca-certificates \
+  debootstrap --variant=minbase --include=python3,python3-venv,python-is-python3,ca-certificates,libgomp1 \
     bookworm "$rootfs" $(debian_mirror) >"$log" 2>&1 || { rm -rf "$rootfs"; tail -n 5 "$log" >&2; die "debootstrap failed"; }
   rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
   tar -C "$rootfs" -c . | docker import \

@@ -32,6 +32,10 @@ FROM ${BASE_IMAGE}
 LABEL org.opencontainers.image.title="fraud-detection jobs" \
       org.opencontainers.image.description="Training, drift, retraining, canary tooling and MLflow server" \
       org.opencontainers.image.licenses="Apache-2.0"
+# LightGBM's wheel links the system's OpenMP runtime, libgomp.so.1, which slim bases lack (the base
+# docker/build.sh makes already has it).
+RUN ldconfig -p | grep -q libgomp.so.1 \
+ || { apt-get update && apt-get install -y --no-install-recommends libgomp1 && rm -rf /var/lib/apt/lists/*; }
 COPY --from=build /opt/venv /opt/venv
 # APP_OWNER: root (code read-only for the server); docker/build.sh gives it to the server's user
 # for `skaffold dev`, whose file sync writes into /app.

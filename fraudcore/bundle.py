@@ -2,9 +2,9 @@
 
 A bundle is a directory that training writes and every consumer reads without training code:
 `card.json` (the model card), `reference.npy` (a sample of training inputs for drift checks), the
-scorer's own file (`model.ubj` for XGBoost, `logistic.npz` for the scaled logistic regression) and,
-for a tree model that converts, `model.onnx`: the same model for ONNX Runtime, which the predictor
-uses for small batches once it reproduces the scorer's probabilities.
+scorer's own file (`model.ubj` for XGBoost, `lightgbm.txt` for LightGBM, `logistic.npz` for the
+scaled logistic regression) and, for a tree model that converts, `model.onnx`: the same model for
+ONNX Runtime, which the predictor uses for small batches once it reproduces the scorer's probabilities.
 """
 
 import json
@@ -12,13 +12,14 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Literal, Protocol
 
+import lightgbm as lgb
 import numpy as np
 import xgboost as xgb
 
 from fraudcore.errors import UnavailableError
 from fraudcore.schema import Schema
 
-ModelKind = Literal["xgboost", "logistic"]
+ModelKind = Literal["xgboost", "lightgbm", "logistic"]
 CARD_FILE = "card.json"
 REFERENCE_FILE = "reference.npy"
 ONNX_FILE = "model.onnx"
@@ -59,6 +60,31 @@ class XGBoostScorer:
         booster = xgb.Booster()
         booster.load_model(path / cls.file_name)
         return cls(booster)
+
+
+class LightGBMScorer:
+    """A binary LightGBM booster (categorical columns split natively on their codes, NaN missing),
+    kept in LightGBM's text model format and scored on one thread per call."""
+
+    kind: ModelKind = "lightgbm"
+    file_name = "lightgbm.txt"
+
+    def __init__(self, booster: lgb.Booster) -> None:
+        self.booster = booster
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(self.booster.predict(x, num_threads=1), np.float32)
+
+    def contributions(self, x: np.ndarray) -> np.ndarray:
+        """Per-feature log-odds contributions in schema order, then the bias: `[N, k + 1]` float32."""
+        return np.asarray(self.booster.predict(x, pred_contrib=True, num_threads=1), np.float32)
+
+    def save(self, path: Path) -> None:
+        self.booster.save_model(path / self.file_name)
+
+    @classmethod
+    def load(cls, path: Path) -> "LightGBMScorer":
+        return cls(lgb.Booster(model_file=path / cls.file_name))
 
 
 class LogisticScorer:
@@ -118,8 +144,9 @@ def one_hot(x: np.ndarray, categorical: dict[int, int]) -> np.ndarray:
     return np.hstack([x[:, numeric], *(x[:, [i]] == np.arange(n) for i, n in categorical.items())])
 
 
-SCORERS: dict[str, type[XGBoostScorer] | type[LogisticScorer]] = {
+SCORERS: dict[str, type[XGBoostScorer] | type[LightGBMScorer] | type[LogisticScorer]] = {
     "xgboost": XGBoostScorer,
+    "lightgbm": LightGBMScorer,
     "logistic": LogisticScorer,
 }
 
@@ -184,6 +211,6 @@ def load_bundle(path: Path) -> Bundle:
     try:
         card = ModelCard.from_dict(json.loads((path / CARD_FILE).read_text()))
         scorer = SCORERS[card.kind].load(path)
-    except (OSError, KeyError, TypeError, ValueError, xgb.core.XGBoostError) as e:
+    except (OSError, KeyError, TypeError, ValueError, xgb.core.XGBoostError, lgb.basic.LightGBMError) as e:
         raise UnavailableError(f"{path} is not a readable model bundle: {e}") from e
     return Bundle(scorer=scorer, card=card, path=path)

@@ -7,6 +7,7 @@ hand it plain values (a bundle directory, params, metrics, tags, files).
 
 import logging
 import shutil
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
@@ -19,9 +20,10 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pandas as pd
-from mlflow.entities import RunStatus
+from mlflow.entities import Metric, Param, RunStatus
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 import fraudcore
 from fraudcore.bundle import Bundle, load_bundle
@@ -89,6 +91,7 @@ class RunLog:
 
     client: MlflowClient
     run_id: str
+    experiment_id: str
 
     def log_metrics(self, metrics: Mapping[str, float]) -> None:
         for key, value in metrics.items():
@@ -103,6 +106,26 @@ class RunLog:
 
     def set_tag(self, key: str, value: str) -> None:
         self.client.set_tag(self.run_id, key, value)
+
+    def log_child(
+        self,
+        run_name: str,
+        params: Mapping[str, str | int | float],
+        metrics: Mapping[str, float],
+        tags: Mapping[str, str],
+    ) -> str:
+        """A finished run nested under this one (one trial of a search, say); returns its id."""
+        child = self.client.create_run(
+            self.experiment_id, run_name=run_name, tags={MLFLOW_PARENT_RUN_ID: self.run_id, **tags}
+        )
+        now = int(time.time() * 1000)
+        self.client.log_batch(
+            child.info.run_id,
+            metrics=[Metric(key, float(value), now, 0) for key, value in metrics.items()],
+            params=[Param(key, str(value)) for key, value in params.items()],
+        )
+        self.client.set_terminated(child.info.run_id, RunStatus.to_string(RunStatus.FINISHED))
+        return str(child.info.run_id)
 
 
 class Registry:
@@ -179,7 +202,7 @@ class Registry:
         self,
         bundle_dir: Path,
         *,
-        run_name: str,
+        run_id: str,
         params: Mapping[str, str | int | float],
         metrics: Mapping[str, float],
         run_tags: Mapping[str, str],
@@ -188,11 +211,11 @@ class Registry:
         example_scores: np.ndarray,
         metadata: Mapping[str, str | float],
     ) -> str:
-        """Log a model bundle as an MLflow run (pyfunc model, signature, input example) and register
-        it as a new version carrying `version_tags`; returns the version."""
+        """Log a model bundle to an open run (`job_run`) as a pyfunc model with signature and input
+        example, and register it as a new version carrying `version_tags`; returns the version."""
         from mlflow.models import infer_signature
 
-        with mlflow.start_run(experiment_id=self.experiment_id(), run_name=run_name) as run:
+        with mlflow.start_run(run_id=run_id) as run:
             mlflow.log_params(params)
             mlflow.log_metrics(metrics)
             mlflow.set_tags(run_tags)
@@ -205,6 +228,7 @@ class Registry:
                 input_example=example,
                 pip_requirements=[
                     f"xgboost-cpu=={package_version('xgboost-cpu')}",
+                    f"lightgbm=={package_version('lightgbm')}",
                     "numpy<2",
                     "pandas<3",
                     f"mlflow-skinny=={mlflow.__version__}",
@@ -300,12 +324,11 @@ class Registry:
     @contextmanager
     def job_run(self, job: str, run_name: str, tags: Mapping[str, str] | None = None) -> Iterator[RunLog]:
         """An MLflow run tagged with the job's name; FINISHED when the block completes, else FAILED."""
-        run = self.client.create_run(
-            self.experiment_id(), run_name=run_name, tags={RUN_TAG: job, **(tags or {})}
-        )
+        experiment_id = self.experiment_id()
+        run = self.client.create_run(experiment_id, run_name=run_name, tags={RUN_TAG: job, **(tags or {})})
         status = RunStatus.to_string(RunStatus.FAILED)
         try:
-            yield RunLog(self.client, run.info.run_id)
+            yield RunLog(self.client, run.info.run_id, experiment_id)
             status = RunStatus.to_string(RunStatus.FINISHED)
         finally:
             self.client.set_terminated(run.info.run_id, status)

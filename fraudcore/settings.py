@@ -109,6 +109,18 @@ class Settings(BaseSettings):
     xgboost_learning_rate: float = Field(default=0.08, gt=0, le=1)
     """Training: XGBoost learning rate."""
 
+    lightgbm_rounds: int = Field(default=400, gt=0)
+    """Training: LightGBM boosting rounds (early stopping on validation PR-AUC applies)."""
+
+    lightgbm_num_leaves: int = Field(default=31, gt=1)
+    """Training: LightGBM leaves per tree."""
+
+    lightgbm_learning_rate: float = Field(default=0.05, gt=0, le=1)
+    """Training: LightGBM learning rate."""
+
+    logistic_c: float = Field(default=1.0, gt=0)
+    """Training: inverse L2 regularisation strength of the logistic regression."""
+
     gate_min_roc_auc: float = Field(default=0.90, ge=0, le=1)
     """Validation gate: lowest ROC-AUC on the holdout a version may have to get an alias."""
 

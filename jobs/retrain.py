@@ -16,15 +16,16 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 
+from fraudcore.bundle import ModelKind
 from fraudcore.names import CHAMPION, alias_uri
 from fraudcore.registry import Registry
 from fraudcore.schema import Schema
-from fraudcore.settings import Settings
 from jobs.drift.publish import last_drift_detected
 from jobs.drift.window import from_audit_log, from_csv
 from training.data import SOURCE_JOIN
 from training.pipeline import Registration, train_and_register
 from training.train import TrainConfig
+from training.tune import Budget
 
 logger = logging.getLogger(__name__)
 
@@ -43,9 +44,16 @@ class Retrained:
     labelled_rows: int = 0
 
 
-def retrain(registry: Registry, data: Path | None = None, only_on_drift: bool = False) -> Retrained:
+def retrain(
+    registry: Registry,
+    data: Path | None = None,
+    only_on_drift: bool = False,
+    kind: ModelKind | None = None,
+    budget: Budget | None = None,
+) -> Retrained:
     """Train on the champion's data plus labelled rows (from the CSV `data`, else the audit log), both
-    read in the champion's schema.
+    read in the champion's schema, with the champion's family and hyper-parameters (or family `kind`
+    with its configured ones); with a `budget`, the hyper-parameters are searched for first.
 
     Raises GateRejectedError when the new version fails the gate (it stays registered, rejected).
     """
@@ -76,8 +84,8 @@ def retrain(registry: Registry, data: Path | None = None, only_on_drift: bool = 
         run.log_param("data_source", source)
         run.log_metrics({"labelled_rows": len(frame), "labelled_fraud_rows": int(frame[schema.label].sum())})
         logger.info("retraining on %s (%d labelled rows from %s)", source, len(frame), labelled.source)
-        config = _config(settings, champion.card.params)
-        registration = train_and_register(registry, config, source, schema.label, _relearned(schema))
+        config = TrainConfig.from_card(settings, champion.card.params, kind)
+        registration = train_and_register(registry, config, source, schema.label, _relearned(schema), budget)
         run.set_tag("version", registration.version)
     return Retrained(registration, labelled_rows=len(frame))
 
@@ -85,15 +93,3 @@ def retrain(registry: Registry, data: Path | None = None, only_on_drift: bool = 
 def _relearned(schema: Schema) -> Schema:
     """The champion's schema with its categories left to be learned from the new data."""
     return replace(schema, features=tuple(replace(f, categories=()) for f in schema.features))
-
-
-def _config(settings: Settings, params: dict[str, str | int | float]) -> TrainConfig:
-    """The champion's own model family, hyper-parameters and seed, with today's decision costs."""
-    return TrainConfig.from_settings(
-        settings,
-        "logistic" if params.get("kind") == "logistic" else "xgboost",
-        rounds=params.get("rounds"),
-        max_depth=params.get("max_depth"),
-        learning_rate=params.get("learning_rate"),
-        seed=int(params["seed"]) if "seed" in params else None,
-    )

@@ -12,14 +12,18 @@ from fraudcore.bundle import Bundle, save_bundle
 from fraudcore.errors import NotFoundError
 from fraudcore.names import CHALLENGER, CHAMPION
 from fraudcore.pyfunc import BUNDLE_ARTIFACT
-from fraudcore.registry import Registry
+from fraudcore.registry import Registry, RunLog
 from fraudcore.schema import Schema
 from training.data import Split, fingerprint, load_source, load_training_data, split, validate
 from training.export import export_onnx
 from training.gate import GatePolicy, GateRejectedError, GateResult, gate_verdict
 from training.train import TrainConfig, TrainedModel, train
+from training.tune import Budget, search
 
 logger = logging.getLogger(__name__)
+
+TRAIN_JOB = "train"
+"""The `fraud.job` tag of a training run (its trials are nested runs under it)."""
 
 
 @dataclass(frozen=True)
@@ -37,17 +41,23 @@ def train_and_register(
     data_source: str,
     label: str | None = None,
     declared: Schema | None = None,
+    budget: Budget | None = None,
 ) -> Registration:
     """Train on a data source, register the version, gate it, and set `champion` or `challenger`.
 
     The schema is inferred from the data (`label` and `declared` as `load_training_data` takes them).
+    With a `budget`, a hyper-parameter search runs first (each trial a nested run of the training
+    run) and the best trial's hyper-parameters are trained, registered and gated.
     The first version that passes the gate becomes champion; later ones become challenger.
     A rejected version stays registered with the reasons and GateRejectedError is raised.
     """
     loaded = load_training_data(data_source, registry, label, declared)
     data = split(loaded.frame, loaded.schema)
-    model = train(data, config, fingerprint(loaded.frame), data_source)
-    version = register(registry, model, run_name=f"train-{config.kind}")
+    with registry.job_run(TRAIN_JOB, run_name=f"train-{config.kind}") as run:
+        if budget is not None:
+            config = _tuned(data, config, budget, run)
+        model = train(data, config, fingerprint(loaded.frame), data_source)
+        version = register(registry, model, run.run_id)
     champion = registry.alias_version(CHAMPION)
     champion_bundle = registry.load_version(champion).bundle if champion else None
     result = _judge(data, model.holdout_scores, model.card.threshold, champion_bundle, registry)
@@ -63,8 +73,26 @@ def train_and_register(
     return Registration(version, alias, result)
 
 
-def register(registry: Registry, model: TrainedModel, run_name: str) -> str:
-    """Hand a trained model to the registry as plain values: its bundle, params, metrics and tags."""
+def _tuned(data: Split, config: TrainConfig, budget: Budget, run: RunLog) -> TrainConfig:
+    """The best configuration a search finds; what it cost is logged on the training run."""
+    found = search(data, config, budget, run)
+    run.log_metrics({
+        "tune_trials": found.trials,
+        "tune_pruned_trials": found.pruned,
+        "tune_best_trial": found.best_trial,
+        "tune_best_valid_pr_auc": found.best_pr_auc,
+        "tune_seconds": found.seconds,
+    })  # fmt: skip
+    logger.info(
+        "search done: %d trials (%d pruned) in %.0f s; best trial %d, validation PR-AUC %.4f",
+        found.trials, found.pruned, found.seconds, found.best_trial, found.best_pr_auc,
+    )  # fmt: skip
+    return found.config
+
+
+def register(registry: Registry, model: TrainedModel, run_id: str) -> str:
+    """Hand a trained model to the registry as plain values: its bundle, params, metrics and tags,
+    logged to the open run `run_id`."""
     card = model.card
     schema = card.schema
     example = pd.DataFrame(schema.raw(model.reference[:3]), columns=list(schema.names))
@@ -73,7 +101,7 @@ def register(registry: Registry, model: TrainedModel, run_name: str) -> str:
         save_bundle(bundle_dir, model.scorer, card, model.reference, export_onnx(model.scorer, len(schema)))
         return registry.register_bundle(
             bundle_dir,
-            run_name=run_name,
+            run_id=run_id,
             params={**card.params, "data_source": card.data_source},
             metrics={**{f"holdout_{k}": v for k, v in card.metrics.items()}, "threshold": card.threshold},
             run_tags={"data_fingerprint": card.data_fingerprint, "model_kind": card.kind},

@@ -193,7 +193,9 @@ def test_retrain_job_can_start_a_canary(rendered: dict[str, list[dict]]) -> None
     pod = jobs["fraud-fraud-detection-retrain"]["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == "fraud-fraud-detection-canary"
     container = pod["containers"][0]
-    assert container["args"] == ["--canary-percent", "5"]
+    assert container["args"] == [
+        "--canary-percent", "5", "--model", "lightgbm", "--tune", "20", "--tune-minutes", "30"
+    ]  # fmt: skip
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["FRAUD_CANARY_NAME"] == "fraud-fraud-detection"
     drift = jobs["fraud-fraud-detection-drift"]["spec"]["jobTemplate"]["spec"]["template"]["spec"]
@@ -334,6 +336,8 @@ def test_values_schema_documents_every_property() -> None:
         ("predictor.deploymentMode=Serverless", "/predictor/deploymentMode"),
         ("champion.modelVersion=0", "/champion/modelVersion"),
         ("canary.wieght=10", "wieght"),
+        ("jobs.retrain.tune.trials=0", "/jobs/retrain/tune/trials"),
+        ("jobs.retrain.model=catboost", "/jobs/retrain/model"),
     ],
 )
 def test_values_schema_rejects_bad_values(
@@ -353,6 +357,7 @@ def test_values_schema_rejects_bad_values(
             ["jobs.retrain.canaryPercent=5", "canary.rbac.create=false"],
             "jobs.retrain.canaryPercent needs canary.rbac.create=true",
         ),
+        (["jobs.retrain.tune.minutes=60"], "jobs.retrain.tune.minutes must end within"),
     ],
 )
 def test_inconsistent_values_fail_with_the_setting_to_fix(

@@ -1,4 +1,5 @@
-"""The images the cluster runs trust only Debian's certificate authorities, never the build host's."""
+"""The images the cluster runs trust only Debian's certificate authorities, never the build host's, and load
+LightGBM's native library."""
 
 from __future__ import annotations
 
@@ -47,3 +48,15 @@ def test_images_trust_only_debians_certificate_authorities(cluster: Cluster, ima
     extra = _certificates(trusted) - _certificates(shipped)
     assert _certificates(trusted), f"{image} trusts no certificate authority at all"
     assert not extra, f"{image} trusts {len(extra)} certificate authorities Debian does not ship"
+
+
+@pytest.mark.parametrize("image", _images()[:2])
+def test_lightgbm_loads_in_the_app_images(cluster: Cluster, image: str) -> None:
+    """LightGBM's library needs the system's libgomp.so.1, which slim bases lack."""
+    loaded = subprocess.run(
+        ["docker", "run", "--rm", "--entrypoint", "python", image, "-c", "import lightgbm; print('ok')"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert loaded.stdout.strip() == "ok", loaded.stderr

@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from fraudcore.names import CHALLENGER, CHAMPION, STATUS_TAG
 from fraudcore.registry import Registry
@@ -81,6 +82,24 @@ def test_retrain_from_a_labelled_csv(store: Settings, tmp_path: Path, fraud: Fra
     assert result.code == 0, result.err
     assert "version 2 → @challenger" in result.out
     assert "champion on the same holdout" in result.out
+
+
+def test_retrain_can_tune_another_family(store: Settings, tmp_path: Path, fraud: Fraud) -> None:
+    path = tmp_path / "labelled.csv"
+    generate(rows=2_000, seed=13, fraud_rate=TEST_FRAUD_RATE).to_csv(path, index=False)
+    env = {"FRAUD_HOME": str(store.home)}
+    result = fraud("retrain", "--data", str(path), "--model", "lightgbm", "--tune", "2", **env)
+    assert result.code in (0, 3), result.err  # the gate may prefer the champion; the version exists
+    assert "trial 2 of 2: " in result.err
+    registry = Registry(store)
+    version = registry.client.get_model_version(store.registered_model, "2")
+    assert version.tags["kind"] == "lightgbm"
+    run = registry.client.get_run(version.tags["run_id"])
+    assert run.data.metrics["tune_trials"] == 2
+    trials = registry.client.search_runs(
+        [run.info.experiment_id], f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{run.info.run_id}'"
+    )
+    assert len(trials) == 2
 
 
 def test_retrain_needs_a_champion(tmp_path: Path, fraud: Fraud) -> None:
