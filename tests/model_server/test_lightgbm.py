@@ -38,3 +38,5 @@ def test_lightgbm_trained_registered_and_served(tmp_path: Path, fraud: Fraud) ->
                 reply = httpx.post(server.url + INFER, json={"inputs": columns(rows)}, timeout=30)
                 expected = bundle.scorer.predict_proba(bundle.card.schema.encode(rows))
                 np.testing.assert_allclose(scores_of(reply), expected, atol=1e-6)
+            # Categorical splits convert: the 5 rows were scored by ONNX Runtime, the 700 by LightGBM.
+            assert any("scored by ONNX Runtime" in r["message"] for r in server.log_records())
