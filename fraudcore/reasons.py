@@ -10,7 +10,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from fraudcore.bundle import Scorer
-from fraudcore.errors import InvalidInputError
 from fraudcore.schema import Schema
 
 DEFAULT_TOP_K = 4
@@ -29,11 +28,12 @@ class Reasons:
     names: np.ndarray
     values: np.ndarray
 
-    def rows(self) -> list[list[tuple[str, float]]]:
-        """Each row's (name, log-odds) pairs, as plain Python values."""
+    def as_json(self) -> list[list[dict[str, str | float]]]:
+        """Each row's reasons as `{"feature": name, "contribution": log-odds}` objects, strongest first
+        (the v1 explanation of an instance, and the audit log's `reasons`)."""
         return [
-            list(zip(n, v, strict=True))
-            for n, v in zip(self.names.tolist(), self.values.tolist(), strict=True)
+            [{"feature": name, "contribution": value} for name, value in zip(names, values, strict=True)]
+            for names, values in zip(self.names.tolist(), self.values.tolist(), strict=True)
         ]
 
 
@@ -51,12 +51,13 @@ def explain(scorer: Scorer, schema: Schema, x: np.ndarray, k: int = DEFAULT_TOP_
 
 
 def top_k_of(value: object, schema: Schema) -> int:
-    """A requested `top_k` checked against the schema; None means the default (at most every feature)."""
+    """A requested `top_k` checked against the schema (ValueError naming the problem); None means the
+    default, or every feature when the model has fewer."""
     if value is None:
         return min(DEFAULT_TOP_K, len(schema))
     if type(value) is not int or not 1 <= value <= len(schema):
         shown = repr(value) if isinstance(value, int | float) else type(value).__name__
-        raise InvalidInputError(
+        raise ValueError(
             f"parameter {TOP_K_PARAMETER!r} must be a whole number from 1 to {len(schema)} (the model's "
             f"feature count), not {shown}"
         )
