@@ -214,7 +214,7 @@ class Registry:
                 signature=infer_signature(example, example_scores),
                 input_example=example,
                 pip_requirements=[
-                    f"xgboost=={package_version('xgboost')}",
+                    f"xgboost-cpu=={package_version('xgboost-cpu')}",
                     "numpy<2",
                     "pandas<3",
                     f"mlflow-skinny=={mlflow.__version__}",
