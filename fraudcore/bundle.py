@@ -53,7 +53,8 @@ class XGBoostScorer:
         """Exact TreeSHAP values, computed by XGBoost on a DMatrix typed as in training."""
         types = self.booster.feature_types
         matrix = xgb.DMatrix(x, feature_types=types, enable_categorical=bool(types), nthread=1)
-        return np.asarray(self.booster.predict(matrix, pred_contribs=True), np.float32)
+        contributions = self.booster.predict(matrix, pred_contribs=True)
+        return np.asarray(contributions, np.float32).reshape(len(x), x.shape[1] + 1)  # 0 rows: 1-d
 
     def save(self, path: Path) -> None:
         self.booster.save_model(path / self.file_name)

@@ -150,9 +150,15 @@ class _ReasonsJson:
         missing = [
             np.asarray(s.features, np.float32).reshape(s.rows, -1)[rows]
             for s, rows in zip(batch, wanted, strict=True)
-            if not self._brought(s)
+            if rows.any() and not self._brought(s)
         ]
-        computed = iter(self._rows(self._explain(np.concatenate(missing), self._top_k)) if missing else ())
+        try:
+            computed = iter(
+                self._rows(self._explain(np.concatenate(missing), self._top_k)) if missing else ()
+            )
+        except (ValueError, TypeError, LookupError) as e:  # the rows are kept, without their reasons
+            logger.error("audit log: cannot compute reason codes, rows written without them: %s", e)
+            return [None] * sum(s.rows for s in batch)
         arrays: list[str | None] = []
         for scored, rows in zip(batch, wanted, strict=True):
             brought = self._rows(scored.reasons) if self._brought(scored) else None

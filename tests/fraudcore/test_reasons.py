@@ -92,3 +92,11 @@ def test_top_k_is_checked_against_the_schema(data: tuple) -> None:
     for wrong in (0, len(schema) + 1, "2", 2.5, True):
         with pytest.raises(ValueError, match="'top_k' must be a whole number from 1 to 4"):
             top_k_of(wrong, schema)
+
+
+@pytest.mark.parametrize("kind", sorted(FITTERS))
+def test_no_rows_have_no_reasons(data: tuple, kind: str) -> None:
+    schema, rows, scorers = data
+    none = schema.encode(rows)[:0]
+    assert scorers[kind].contributions(none).shape == (0, len(schema) + 1)
+    assert explain(scorers[kind], schema, none).names.shape == (0, min(DEFAULT_TOP_K, len(schema)))
