@@ -12,6 +12,8 @@ Prints a table and writes JSON to bench-results/.
 import argparse
 import json
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -21,16 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.run import (
-    ROOT,
-    Workload,
-    cpu_pressure,
-    load,
-    start_predictor,
-    step,
-    summarise,
-    tree_cpu_seconds,
-)
+from benchmarks.run import MODEL, ROOT, cpu_pressure, start_predictor, step, summarise, tree_cpu_seconds
 from fraudcore.bundle import SCORERS, Scorer, save_bundle
 from fraudcore.reasons import DEFAULT_TOP_K, explain
 from fraudcore.schema import Schema
@@ -108,22 +101,28 @@ def measure_http(
         "plain": {"inputs": [tensor]},
         "reasons": {"inputs": [tensor], "outputs": [{"name": "reason_codes"}, {"name": "fraud_probability"}]},
     }
-    workloads = []
+    paths = {name: work / f"{name}.json" for name in bodies}
     for name, body in bodies.items():
-        path = work / f"{name}.json"
-        path.write_text(json.dumps(body))
-        workloads.append(Workload(name, 1, path, concurrency=CONCURRENCY))
-    runs: dict[str, list[dict[str, Any]]] = {w.name: [] for w in workloads}
+        paths[name].write_text(json.dumps(body))
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in bodies}
     with start_predictor(work, bundle) as (url, pid):
         for _ in range(rounds):
-            for workload in workloads:
-                step(f"{bundle.name}: {workload.name} single rows, {duration:g} s")
+            for name, path in paths.items():
+                step(f"{bundle.name}: {name} single rows, {duration:g} s")
                 cpu = tree_cpu_seconds(pid)
-                run = load(url, workload, duration)
+                run = loadgen(f"{url}/v2/models/{MODEL}/infer", path, duration)
                 served = run["requests"] + run["errors"] + run["warmup_requests"]
                 run["cpu_ms_per_req"] = round((tree_cpu_seconds(pid) - cpu) * 1000 / max(served, 1), 3)
-                runs[workload.name].append(run)
+                runs[name].append(run)
     return {name: summarise(done, 1) for name, done in runs.items()}
+
+
+def loadgen(url: str, body: Path, duration: float) -> dict[str, Any]:
+    """One closed-loop run of benchmarks/loadgen.py (its own process), after a 2 s warm-up."""
+    command = [sys.executable, str(ROOT / "benchmarks" / "loadgen.py"), "--url", url, "--body", str(body),
+               "--concurrency", str(CONCURRENCY), "--duration", str(duration), "--warmup", "2"]  # fmt: skip
+    done = subprocess.run(command, check=True, capture_output=True, text=True)
+    return dict(json.loads(done.stdout))
 
 
 def print_table(report: dict[str, Any]) -> None:
