@@ -1,8 +1,10 @@
 """The model bundle: a scorer plus everything stored with it (threshold, schema, metrics, reference).
 
 A bundle is a directory that training writes and every consumer reads without training code:
-`card.json` (the model card), `reference.npy` (a sample of training inputs for drift checks) and
-the scorer's own file (`model.ubj` for XGBoost, `logistic.npz` for the scaled logistic regression).
+`card.json` (the model card), `reference.npy` (a sample of training inputs for drift checks), the
+scorer's own file (`model.ubj` for XGBoost, `logistic.npz` for the scaled logistic regression) and,
+for a tree model that converts, `model.onnx`: the same model for ONNX Runtime, which the predictor
+uses for small batches once it reproduces the scorer's probabilities.
 """
 
 import json
@@ -19,6 +21,11 @@ from fraudcore.schema import Schema
 ModelKind = Literal["xgboost", "logistic"]
 CARD_FILE = "card.json"
 REFERENCE_FILE = "reference.npy"
+ONNX_FILE = "model.onnx"
+ONNX_INPUT = "x"
+"""The ONNX model's one input: the encoded float32 `[N, k]` matrix."""
+ONNX_PROBABILITIES = "probabilities"
+"""The ONNX model's output of class probabilities, `[N, 2]` (legitimate, fraud)."""
 
 
 class Scorer(Protocol):
@@ -179,15 +186,24 @@ class Bundle:
         """The reference sample of training inputs, encoded `[n, k]` float32."""
         return np.load(self.path / REFERENCE_FILE)
 
+    def onnx(self) -> bytes | None:
+        """The model exported to ONNX at training, when it converted."""
+        path = self.path / ONNX_FILE
+        return path.read_bytes() if path.exists() else None
+
     def decide(self, scores: np.ndarray) -> np.ndarray:
         """Fraud decisions at the threshold chosen at training time."""
         return scores >= self.card.threshold
 
 
-def save_bundle(path: Path, scorer: Scorer, card: ModelCard, reference: np.ndarray) -> None:
+def save_bundle(
+    path: Path, scorer: Scorer, card: ModelCard, reference: np.ndarray, onnx: bytes | None = None
+) -> None:
     """Write a bundle directory (created if missing)."""
     path.mkdir(parents=True, exist_ok=True)
     scorer.save(path)
+    if onnx is not None:
+        (path / ONNX_FILE).write_bytes(onnx)
     (path / CARD_FILE).write_text(json.dumps(card.to_dict(), indent=2))
     np.save(path / REFERENCE_FILE, reference.astype(np.float32))
 

@@ -122,8 +122,10 @@ class ModelMetrics:
     def scored(self, scores: np.ndarray, decisions: np.ndarray) -> None:
         fraud_series, legit_series, batch_series = self._series
         fraud = int(np.count_nonzero(decisions))
-        fraud_series.inc(fraud)
-        legit_series.inc(len(decisions) - fraud)
+        if fraud:  # a single row is one or the other: one counter call, not two
+            fraud_series.inc(fraud)
+        if fraud < len(decisions):
+            legit_series.inc(len(decisions) - fraud)
         batch_series.observe(len(decisions))
         SCORES.observe(self.labels, scores)
 

@@ -9,7 +9,7 @@ import numpy as np
 from kserve import InferOutput, InferRequest, InferResponse, Model
 from kserve.metrics import PREDICT_HIST_TIME
 
-from fraudcore.bundle import Bundle, XGBoostScorer
+from fraudcore.bundle import Bundle
 from fraudcore.reasons import Reasons, explain
 from fraudcore.registry import LoadedModel, Registry
 from fraudcore.settings import Settings
@@ -19,16 +19,18 @@ from model_server.batching import MicroBatcher
 from model_server.codec import Batch, Decoder
 from model_server.errors import NotReadyError, UnknownModelError, brief
 from model_server.metrics import ModelMetrics
-from model_server.trees import SMALL_BATCH_ROWS, verified_ensemble
+from model_server.small_batches import ONNX_MAX_ROWS, verified_onnx
 
 logger = logging.getLogger(__name__)
 
 MICRO_BATCH_ROWS = 4096
 """Most rows scored in one model call when queued requests are merged."""
+INLINE_ROWS = 64
+"""Batches up to this many rows are scored on the event loop: a thread hand-off would cost more."""
 
-INLINE_REASON_ROWS = 64
-"""Batches up to this size are explained on the event loop; larger ones on a thread, so that the
-loop keeps reading requests meanwhile."""
+INLINE_REASON_ROWS = 8
+"""Batches up to this size are explained on the event loop; larger ones on a thread, so that the loop
+keeps reading requests meanwhile (explaining a row costs far more than scoring it)."""
 
 MODEL_VERSION_HEADER = "x-model-version"
 MODEL_ROLE_HEADER = "x-model-role"
@@ -258,18 +260,20 @@ class FraudPredictor(Model):
 
 
 def _batcher(bundle: Bundle) -> MicroBatcher:
-    """XGBoost on the worker thread, with the numpy evaluator inline for small batches; the
-    logistic model (one matrix product) inline for any batch."""
+    """The logistic model (one matrix product) inline for any batch. A tree model on the worker
+    thread, with its verified ONNX export for small batches: inline up to `INLINE_ROWS` rows, on the
+    worker thread up to `ONNX_MAX_ROWS`, and the model itself beyond."""
     scorer = bundle.scorer
-    if isinstance(scorer, XGBoostScorer):
-        schema = bundle.card.schema
-        ensemble = verified_ensemble(scorer.booster, scorer.predict_proba, bundle.reference(), schema)
-        if ensemble is not None:
-            return MicroBatcher(
-                scorer.predict_proba, MICRO_BATCH_ROWS, ensemble.predict_proba, SMALL_BATCH_ROWS
-            )
+    if scorer.kind == "logistic":
+        return MicroBatcher(scorer.predict_proba, MICRO_BATCH_ROWS, scorer.predict_proba, MICRO_BATCH_ROWS)
+    onnx = verified_onnx(bundle)
+    if onnx is None:
         return MicroBatcher(scorer.predict_proba, MICRO_BATCH_ROWS)
-    return MicroBatcher(scorer.predict_proba, MICRO_BATCH_ROWS, scorer.predict_proba, MICRO_BATCH_ROWS)
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        return onnx.predict_proba(x) if len(x) <= ONNX_MAX_ROWS else scorer.predict_proba(x)
+
+    return MicroBatcher(predict, MICRO_BATCH_ROWS, onnx.predict_proba, INLINE_ROWS)
 
 
 def _reason_outputs(reasons: Reasons) -> list[InferOutput]:

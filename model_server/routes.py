@@ -66,10 +66,9 @@ Route = tuple[Handler, str, str | None]
 """A scoring endpoint's handler, the model name in its URL and the version, when the URL names one."""
 
 
-def install(app: FastAPI, model: FraudPredictor, token: str | None) -> None:
-    """Add the middleware, routes, error handlers and the OpenAPI document; call before the server
-    starts (KServe adds its routes after, so these answer first)."""
-    app.add_middleware(ScoringMiddleware, model=model, token=token)
+def install(app: FastAPI, model: FraudPredictor) -> None:
+    """Add the routes, error handlers and the OpenAPI document; call before the server starts (KServe
+    adds its routes after, so these answer first). `ScoringMiddleware` wraps the result."""
     routes = Routes(model)
     for prefix in ("/v2/models/{model_name}", "/v2/models/{model_name}/versions/{model_version}"):
         app.add_route(prefix, routes.metadata, methods=["GET"])
@@ -99,7 +98,11 @@ async def _invalid_request(_: Request, error: Exception) -> Response:
 
 
 class ScoringMiddleware:
-    """Request id on every response, the optional shared-token check, and the scoring endpoints."""
+    """Request id on every response, the optional shared-token check, and the scoring endpoints.
+
+    It is the outermost ASGI app (uvicorn calls it directly): a scoring request passes through
+    nothing else, while every other request goes on to KServe's app and its middleware.
+    """
 
     def __init__(self, app: ASGIApp, model: FraudPredictor, token: str | None) -> None:
         self.app = app
@@ -138,7 +141,6 @@ class ScoringMiddleware:
                 await _respond(send, status, body, headers, request_id)
                 return
         if handler is None:
-            scope.setdefault("state", {})["request_id"] = rid
 
             async def send_with_id(message: Message) -> None:
                 if message["type"] == "http.response.start":

@@ -12,7 +12,7 @@ from kserve import model_server
 
 from fraudcore.settings import Settings
 from model_server.model import FraudPredictor
-from model_server.routes import install
+from model_server.routes import ScoringMiddleware, install
 
 logger = logging.getLogger(__name__)
 
@@ -78,8 +78,11 @@ def serve(settings: Settings, options: ServerOptions) -> None:
     if not model.load() and settings.fail_fast:
         raise SystemExit(1)
     enable_grpc = settings.grpc_enabled if options.enable_grpc is None else options.enable_grpc
+    token = settings.api_token.get_secret_value() if settings.api_token else None
+    install(model_server.app, model)
     server = _ModelServer(
         options.host,
+        ScoringMiddleware(model_server.app, model, token),
         http_port=options.http_port,
         grpc_port=options.grpc_port,
         workers=1,
@@ -89,8 +92,6 @@ def serve(settings: Settings, options: ServerOptions) -> None:
         event_loop=options.event_loop,
         timeout_keep_alive=options.timeout_keep_alive,
     )
-    token = settings.api_token.get_secret_value() if settings.api_token else None
-    install(model_server.app, model, token)
     # Registered directly so a model that failed to load is still known (and reported not ready).
     server.register_model(model)
     # Everything alive now (libraries, the model) stays: keep it out of the garbage collector's full
@@ -100,14 +101,18 @@ def serve(settings: Settings, options: ServerOptions) -> None:
 
 
 class _ModelServer(kserve.ModelServer):
-    """KServe's server on a chosen address (KServe's REST server always binds 0.0.0.0)."""
+    """KServe's server on a chosen address (KServe's REST server always binds 0.0.0.0), running
+    `asgi_app` (KServe's app wrapped) instead of KServe's app itself."""
 
-    def __init__(self, host: str, **kwargs: Any) -> None:
+    def __init__(self, host: str, asgi_app: ScoringMiddleware, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.host = host
+        self.asgi_app = asgi_app
 
     def setup_event_loop(self) -> None:
-        # Called by start() after it created the REST server and before that server binds.
+        # Called by start() after it created the REST server and before that server binds; uvicorn
+        # imports its app by name only when it starts, and takes an app object as it is.
         if self._rest_server is not None:
             self._rest_server.config.host = self.host
+            self._rest_server.config.app = self.asgi_app
         super().setup_event_loop()

@@ -15,6 +15,7 @@ from fraudcore.pyfunc import BUNDLE_ARTIFACT
 from fraudcore.registry import Registry
 from fraudcore.schema import Schema
 from training.data import Split, fingerprint, load_source, load_training_data, split, validate
+from training.export import export_onnx
 from training.gate import GatePolicy, GateRejectedError, GateResult, gate_verdict, top_reason_change
 from training.train import TrainConfig, TrainedModel, train
 
@@ -69,7 +70,7 @@ def register(registry: Registry, model: TrainedModel, run_name: str) -> str:
     example = pd.DataFrame(schema.raw(model.reference[:3]), columns=list(schema.names))
     with tempfile.TemporaryDirectory() as tmp:
         bundle_dir = Path(tmp) / BUNDLE_ARTIFACT
-        save_bundle(bundle_dir, model.scorer, card, model.reference)
+        save_bundle(bundle_dir, model.scorer, card, model.reference, export_onnx(model.scorer, len(schema)))
         return registry.register_bundle(
             bundle_dir,
             run_name=run_name,

@@ -148,7 +148,7 @@ def test_tritonclient_json_and_binary(server: ServerProcess, expected: tuple[np.
 
 
 def test_single_rows_match_the_model(server: ServerProcess, expected: tuple[np.ndarray, Any]) -> None:
-    """Single rows take the numpy tree path; scores match XGBoost to 1e-6 (concurrently, so batched)."""
+    """Single rows take the ONNX Runtime path; scores match XGBoost to 1e-6 (concurrently, so batched)."""
     x, bundle = expected
 
     async def score_all() -> list[float]:

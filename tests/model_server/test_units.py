@@ -1,11 +1,13 @@
-"""Predictor pieces in-process: codecs, the small-batch tree evaluator, micro-batching, metrics, and
+"""Predictor pieces in-process: codecs, the small-batch ONNX Runtime path, micro-batching, metrics, and
 KServe's own request pipeline (`Model.__call__`, as its gRPC server uses it)."""
 
 import asyncio
 import json
 import logging
+import shutil
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,6 +17,7 @@ import xgboost as xgb
 from kserve import InferInput, InferRequest
 from prometheus_client import REGISTRY
 
+from fraudcore.bundle import ONNX_FILE, Bundle, XGBoostScorer, load_bundle
 from fraudcore.registry import Registry
 from fraudcore.schema import Feature, Schema
 from model_server import codec
@@ -23,8 +26,9 @@ from model_server.errors import BatchTooLargeError, InvalidRequestError, NotRead
 from model_server.metrics import ScoreHistogram
 from model_server.model import FraudPredictor
 from model_server.routes import ScoringMiddleware
-from model_server.trees import TOLERANCE, TreeEnsemble, verified_ensemble
+from model_server.small_batches import TOLERANCE, verified_onnx
 from tests.conftest import TrainedStore, make_settings
+from training.export import export_onnx
 from training.synthetic import FEATURES
 
 X = np.arange(60, dtype=np.float32).reshape(2, 30) / 7
@@ -221,35 +225,41 @@ def test_encode_json_and_binary() -> None:
 
 
 @pytest.fixture(scope="module")
-def challenger(trained_store: TrainedStore) -> xgb.Booster:
-    bundle = (
-        Registry(trained_store.settings)
-        .load(f"models:/fraud-detector/{trained_store.challenger.version}")
-        .bundle
-    )
-    return bundle.scorer.booster  # type: ignore[attr-defined, no-any-return]
+def challenger(trained_store: TrainedStore) -> Bundle:
+    """The XGBoost challenger's bundle, exported to ONNX at training."""
+    uri = f"models:/fraud-detector/{trained_store.challenger.version}"
+    return Registry(trained_store.settings).load(uri).bundle
 
 
-def test_tree_evaluator_matches_xgboost(challenger: xgb.Booster, trained_store: TrainedStore) -> None:
+def test_onnx_export_matches_xgboost(challenger: Bundle, trained_store: TrainedStore) -> None:
     x = trained_store.frame[list(FEATURES)].to_numpy(np.float32)[:2000]
-
-    def xgboost(rows: np.ndarray) -> np.ndarray:
-        return np.asarray(challenger.inplace_predict(rows, validate_features=False), np.float32)
-
-    ensemble = verified_ensemble(challenger, xgboost, x[:500], CREDIT_CARD.schema)
-    assert ensemble is not None
-    assert np.abs(ensemble.predict_proba(x) - xgboost(x)).max() <= TOLERANCE
-    assert np.abs(ensemble.predict_proba(x[7:8]) - xgboost(x[7:8])).max() <= TOLERANCE
+    onnx = verified_onnx(challenger)
+    assert onnx is not None
+    want = challenger.scorer.predict_proba(x)
+    assert np.abs(onnx.predict_proba(x) - want).max() <= TOLERANCE
+    assert np.abs(onnx.predict_proba(x[7:8]) - want[7:8]).max() <= TOLERANCE
 
 
-def test_tree_evaluator_declines_other_models(challenger: xgb.Booster) -> None:
-    regression = xgb.train({"objective": "reg:squarederror"}, xgb.DMatrix(X, label=[0.0, 1.0]), 2)
-    assert TreeEnsemble.from_booster(regression) is None
-
-    def wrong(rows: np.ndarray) -> np.ndarray:
-        return np.zeros(len(rows), np.float32)
-
-    assert verified_ensemble(challenger, wrong, X, CREDIT_CARD.schema) is None
+def test_onnx_export_is_used_only_when_it_matches(
+    challenger: Bundle, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Without an export, with one that ONNX Runtime cannot run, and with another model's export,
+    the model scores every batch itself, and the log says why."""
+    copy = tmp_path / "bundle"
+    shutil.copytree(challenger.path, copy)
+    exported = copy / ONNX_FILE
+    other = xgb.train({"objective": "binary:logistic"}, xgb.DMatrix(X, label=[0.0, 1.0]), 2)
+    cases = {
+        "no ONNX export": lambda: exported.unlink(),
+        "cannot run it": lambda: exported.write_bytes(b"not a model"),
+        "differs from xgboost": lambda: exported.write_bytes(export_onnx(XGBoostScorer(other), 30) or b""),
+    }
+    for reason, change in cases.items():
+        change()
+        with caplog.at_level(logging.INFO, logger="model_server.small_batches"):
+            assert verified_onnx(load_bundle(copy)) is None
+        assert reason in caplog.text, caplog.text
+        caplog.clear()
 
 
 def test_micro_batcher_merges_waiting_requests() -> None:
