@@ -5,6 +5,7 @@ XGBoost, coefficient times scaled input for the logistic model, one value per or
 either way); this module ranks them. Serving, the audit log and the promotion gate all rank here.
 """
 
+import reprlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,10 +57,9 @@ def top_k_of(value: object, schema: Schema) -> int:
     if value is None:
         return min(DEFAULT_TOP_K, len(schema))
     if type(value) is not int or not 1 <= value <= len(schema):
-        shown = repr(value) if isinstance(value, int | float) else type(value).__name__
         raise ValueError(
             f"parameter {TOP_K_PARAMETER!r} must be a whole number from 1 to {len(schema)} (the model's "
-            f"feature count), not {shown}"
+            f"feature count), not {reprlib.repr(value)}"
         )
     return value
 

@@ -193,7 +193,7 @@ class Decoder:
         for output in request.request_outputs or ():
             if output.name == REASON_CODES:
                 top_k = (request.parameters or {}).get(TOP_K_PARAMETER)
-                return ReasonRequest(self.top_k(top_k), bool(output.binary_data))
+                return ReasonRequest(self.top_k(top_k))  # KServe encodes the response itself
         return None
 
     def infer_request(self, request: InferRequest) -> Batch:
