@@ -52,7 +52,6 @@ ERRORS = {
     404: "No such model, or no such version of it",
     413: "More rows (or body bytes) than FRAUD_MAX_BATCH_ROWS allows",
     500: 'Unexpected server error: always `{"error": "internal error"}`',
-    501: "Not implemented by this predictor",
     503: "The model is not loaded (yet, or it failed to load)",
 }
 _SCORED_HEADERS = {
