@@ -41,9 +41,10 @@ docs: ## Render the chart README's values table from values.yaml (helm-docs, bui
 monitoring: setup ## Write the chart's recording rules and dashboard expressions from fraudcore/promql.py
 	$(RUN) python scripts/monitoring.py
 
-bench: setup ## Predictor vs MLServer vs the bare HTTP stack and in-process; audit-log cost; drift power
+bench: setup ## Predictor vs MLServer vs the bare HTTP stack and in-process; reason codes; audit-log cost; drift power
 	@source scripts/debian.sh && need_packages wrk
 	$(RUN) python -m benchmarks.run
+	$(RUN) python -m benchmarks.reasons
 	export FRAUD_PG_DIR=.fraud/bench/postgres FRAUD_PG_PORT=54327; dsn=$$(scripts/postgres.sh start) \
 	  && $(RUN) python benchmarks/audit_record.py --dsn "$$dsn" --rate 500 --seconds 20; \
 	  rc=$$?; scripts/postgres.sh stop; exit $$rc

@@ -17,7 +17,8 @@ def list_command(ctx: typer.Context) -> None:
     config = settings(ctx)
     rows = Registry(config).list_versions()
     table = Table(title=f"{config.registered_model} ({config.resolved_tracking_uri})")
-    columns = ("version", "aliases", "kind", "ROC-AUC", "PR-AUC", "threshold", "inputs", "gate", "created")
+    columns = ("version", "aliases", "kind", "ROC-AUC", "PR-AUC", "threshold", "inputs", "gate",
+               "top reason changed", "created")  # fmt: skip
     for column in columns:
         table.add_column(column)
     for row in rows:
@@ -31,6 +32,7 @@ def list_command(ctx: typer.Context) -> None:
             row.threshold,
             row.inputs,
             gate,
+            row.top_reason_change,
             f"{row.created:%Y-%m-%d %H:%M}",
         )
     console.print(table)
@@ -55,6 +57,12 @@ def show_command(
     )
     console.print("holdout " + "  ".join(f"{k} {v:.4f}" for k, v in card.metrics.items()))
     console.print(f"trained {card.trained_at} on {card.data_source}")
+    row = next((r for r in registry.list_versions() if r.version == loaded.version), None)
+    if row is not None and row.status != "-":
+        gate = row.status if row.status != "rejected" else f"rejected: {row.reason}"
+        changed = row.top_reason_change
+        stability = "" if changed == "-" else f"; top reason changed from the champion's on {changed}"
+        console.print(f"gate {gate}{stability}", markup=False)
     console.print(schema_table(card.schema))
 
 
@@ -68,4 +76,6 @@ def promote_command(
     config = settings(ctx)
     promoted, result = promote(Registry(config), version, force=force)
     verdict = "already champion" if result is None else result.summary()
+    if result is not None and result.reason_change is not None:
+        verdict += f"; top reason changed on {result.reason_change}"
     console.print(f"{config.registered_model} version {promoted} → @champion (gate: {verdict})")

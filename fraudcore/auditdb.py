@@ -6,8 +6,10 @@ feature name mapped to its raw value (a number as the model scored it, a categor
 sent it, a boolean, or null when missing), next to the `model_version` that scored it: a reader
 takes the rows that carry the features of its schema.
 
-A table of the per-feature layout of earlier releases is refused with one line rather than
-migrated (there was no release to migrate from).
+A flagged row also keeps its reason codes in `reasons` (a jsonb array of `{"feature", "contribution"}`
+objects, strongest first; null when not computed). That column came after the first release: a table
+of that release gets it added in place. A table of any other layout (the per-feature one of earlier
+development versions) is refused with one line rather than migrated.
 """
 
 import psycopg
@@ -28,9 +30,13 @@ _COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("latency_s", "real", "NOT NULL"),
     ("label", "smallint", "CHECK (label IN (0, 1))"),
     ("labelled_at", "timestamp with time zone", ""),
+    ("reasons", "jsonb", "CHECK (jsonb_typeof(reasons) = 'array')"),
 )
 """Name, type (as `format_type` spells it) and constraints of every column, in table order."""
-WRITE_COLUMNS: tuple[str, ...] = tuple(name for name, _, _ in _COLUMNS[:-2])
+ADDED_COLUMNS = ("reasons",)
+"""Columns added after the first release: added in place to a table that lacks them."""
+_LABEL_COLUMNS = ("label", "labelled_at")
+WRITE_COLUMNS: tuple[str, ...] = tuple(name for name, _, _ in _COLUMNS if name not in _LABEL_COLUMNS)
 """Columns the predictor writes, in COPY order; `label` and `labelled_at` are filled later."""
 
 _DDL = f"""
@@ -40,6 +46,11 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
 CREATE INDEX IF NOT EXISTS {TABLE}_scored_at ON {TABLE} (scored_at);
 CREATE INDEX IF NOT EXISTS {TABLE}_request ON {TABLE} (request_id, row_index);
 """
+_ADD = "".join(
+    f"ALTER TABLE {TABLE} ADD COLUMN IF NOT EXISTS {' '.join(column)};"
+    for column in _COLUMNS
+    if column[0] in ADDED_COLUMNS
+)
 _LAYOUT = """
 SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute
 WHERE attrelid = to_regclass(%s) AND attnum > 0 AND NOT attisdropped
@@ -48,19 +59,33 @@ _DDL_LOCK = 7_350_221  # advisory lock key: replicas starting together create th
 
 
 def ensure_table(conn: psycopg.Connection) -> None:
-    """Create the table and its indexes when missing (safe to run from many processes at once);
-    raise UnavailableError naming the columns when an existing table has another layout."""
+    """Create the table and its indexes when missing, add the columns of later releases to a table
+    of an earlier one (safe to run from many processes at once); raise UnavailableError naming the
+    columns when an existing table has another layout, leaving it as it was."""
     with conn.transaction(), conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK,))
         cur.execute(sql.SQL(_DDL))  # type: ignore[arg-type]
         cur.execute(_LAYOUT, (TABLE,))
         found = dict(cur.fetchall())
-    differing = [f"{name} {kind}" for name, kind, _ in _COLUMNS if found.get(name) != kind]
+        differing = _differing(found, added=False)
+        # Only when a column is missing: ALTER TABLE locks the table even when it changes nothing.
+        if not differing and not found.keys() >= set(ADDED_COLUMNS):
+            cur.execute(sql.SQL(_ADD))  # type: ignore[arg-type]
+            cur.execute(_LAYOUT, (TABLE,))
+            found = dict(cur.fetchall())
+        differing = differing or _differing(found, added=True)
     if differing:
         raise UnavailableError(
-            f"the audit table {TABLE} has another layout (an earlier release's?): it lacks "
+            f"the audit table {TABLE} has another layout (an early development version's?): it lacks "
             f"{', '.join(differing)}; rename or drop it and a new one is created (there is no migration)"
         )
+
+
+def _differing(found: dict[str, str], added: bool) -> list[str]:
+    """The expected columns (those of later releases too, when `added`) missing from `found` or of
+    another type."""
+    expected = [(name, kind) for name, kind, _ in _COLUMNS if added or name not in ADDED_COLUMNS]
+    return [f"{name} {kind}" for name, kind in expected if found.get(name) != kind]
 
 
 def connect(dsn: str | None, timeout_s: int = 5) -> psycopg.Connection:

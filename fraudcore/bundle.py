@@ -36,6 +36,11 @@ class Scorer(Protocol):
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray: ...
 
+    def contributions(self, x: np.ndarray) -> np.ndarray:
+        """Each encoded feature's share of the log-odds, float32 `[N, k + 1]` in schema order, the
+        bias last; a row sums to logit(predict_proba) up to float error."""
+        ...
+
     def save(self, path: Path) -> None: ...
 
 
@@ -51,6 +56,13 @@ class XGBoostScorer:
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         return np.asarray(self.booster.inplace_predict(x, validate_features=False), np.float32)
+
+    def contributions(self, x: np.ndarray) -> np.ndarray:
+        """Exact TreeSHAP values, computed by XGBoost on a DMatrix typed as in training."""
+        types = self.booster.feature_types
+        matrix = xgb.DMatrix(x, feature_types=types, enable_categorical=bool(types), nthread=1)
+        contributions = self.booster.predict(matrix, pred_contribs=True)
+        return np.asarray(contributions, np.float32).reshape(len(x), x.shape[1] + 1)  # 0 rows: 1-d
 
     def save(self, path: Path) -> None:
         self.booster.save_model(path / self.file_name)
@@ -108,6 +120,7 @@ class LogisticScorer:
         self.bias = float(intercept - np.dot(mean / scale, coef))
         self._mean = mean
         self._parts = (mean, scale, coef, intercept)
+        self._fold = _fold(len(mean), self.categorical)
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         x = one_hot(x, self.categorical)
@@ -115,6 +128,22 @@ class LogisticScorer:
         z = np.where(missing, self._mean, x) if missing.any() else x
         z = z @ self.weights + self.bias
         return (1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))).astype(np.float32)
+
+    def contributions(self, x: np.ndarray) -> np.ndarray:
+        """Coefficient times scaled input per model column, a category's one-hot columns summed into
+        its feature, the intercept as the bias. A missing value contributes nothing: a missing number
+        sits at its mean already, and a missing or unknown category's offset (none of its columns
+        set) goes to the row's bias so that the row still sums to its log-odds."""
+        z = one_hot(x, self.categorical)
+        parts = np.nan_to_num((z - self._mean) * self.weights)
+        folded = parts @ self._fold
+        bias = np.full(len(x), self._parts[3], np.float64)
+        columns = list(self.categorical)
+        if columns:
+            unknown = np.isnan(x[:, columns])
+            bias += np.where(unknown, folded[:, columns], 0.0).sum(axis=1)
+            folded[:, columns] = np.where(unknown, 0.0, folded[:, columns])
+        return np.column_stack([folded, bias]).astype(np.float32)
 
     def save(self, path: Path) -> None:
         mean, scale, coef, intercept = self._parts
@@ -214,3 +243,13 @@ def load_bundle(path: Path) -> Bundle:
     except (OSError, KeyError, TypeError, ValueError, xgb.core.XGBoostError, lgb.basic.LightGBMError) as e:
         raise UnavailableError(f"{path} is not a readable model bundle: {e}") from e
     return Bundle(scorer=scorer, card=card, path=path)
+
+
+def _fold(columns: int, categorical: dict[int, int]) -> np.ndarray:
+    """The 0/1 `[model columns, encoded columns]` matrix summing `one_hot`'s columns per feature."""
+    k = columns - sum(categorical.values()) + len(categorical)
+    owners = [i for i in range(k) if i not in categorical]
+    owners += [i for i, n in categorical.items() for _ in range(n)]
+    fold = np.zeros((columns, k))
+    fold[np.arange(columns), owners] = 1.0
+    return fold

@@ -28,7 +28,16 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 import fraudcore
 from fraudcore.bundle import Bundle, load_bundle
 from fraudcore.errors import DataValidationError, InvalidInputError, NotFoundError, UnavailableError
-from fraudcore.names import CHALLENGER, CHAMPION, MODEL_URI, REASON_TAG, RUN_TAG, STATUS_TAG, version_uri
+from fraudcore.names import (
+    CHALLENGER,
+    CHAMPION,
+    MODEL_URI,
+    REASON_TAG,
+    RUN_TAG,
+    STATUS_TAG,
+    TOP_REASON_TAG,
+    version_uri,
+)
 from fraudcore.pyfunc import BUNDLE_ARTIFACT, BundlePyfunc
 from fraudcore.settings import Settings, quiet_mlflow
 
@@ -83,6 +92,7 @@ class VersionRow:
     status: str
     reason: str
     created: pd.Timestamp
+    top_reason_change: str = "-"
 
 
 @dataclass(frozen=True)
@@ -258,10 +268,15 @@ class Registry:
         except MlflowException as e:
             raise NotFoundError(f"{self.name} has no version {version}") from e
 
-    def record_verdict(self, version: str, passed: bool, reason: str) -> None:
-        """Keep the gate's verdict on the version, whatever it was."""
+    def record_verdict(
+        self, version: str, passed: bool, reason: str, top_reason_change: str | None = None
+    ) -> None:
+        """Keep the gate's verdict on the version, whatever it was, and how often its top reason code
+        differed from the champion's (informational, when measured)."""
         self.client.set_model_version_tag(self.name, version, STATUS_TAG, "passed" if passed else "rejected")
         self.client.set_model_version_tag(self.name, version, REASON_TAG, reason)
+        if top_reason_change is not None:
+            self.client.set_model_version_tag(self.name, version, TOP_REASON_TAG, top_reason_change)
 
     def mark_rejected(self, version: str, reason: str) -> None:
         """Reject a version (e.g. after a canary rollback) and drop the challenger alias from it."""
@@ -306,6 +321,7 @@ class Registry:
                 status=v.tags.get(STATUS_TAG, "-"),
                 reason=v.tags.get(REASON_TAG, ""),
                 created=pd.Timestamp(v.creation_timestamp, unit="ms"),
+                top_reason_change=v.tags.get(TOP_REASON_TAG, "-"),
             )
             for v in versions
         ]

@@ -40,7 +40,7 @@ class Feature:
     def encode(self, values: Iterable[Any]) -> np.ndarray:
         """Raw values of this feature (text for a categorical one) → float32 codes, NaN for unknown."""
         if self.kind == "boolean" and not isinstance(values, np.ndarray):
-            values = np.asarray(values, object)
+            values = np.array(values, object)  # a copy: the caller's frame is left as it was
             text = np.array([isinstance(v, str) for v in values], bool)
             values[text] = [BOOLEAN_WORDS.get(v.strip().lower(), np.nan) for v in values[text]]
         if self.kind != "categorical":

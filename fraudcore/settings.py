@@ -12,6 +12,9 @@ from fraudcore.names import CHAMPION, Role
 DriftCorrection = Literal["bonferroni", "fdr"]
 """Multiple-testing corrections over the drift check's family of tests."""
 
+AuditReasons = Literal["flagged", "all", "none"]
+"""Which audited rows carry their reason codes: the rows flagged as fraud, every row, or none."""
+
 DriftBackend = Literal["alibi-detect", "scipy"]
 """What runs the drift check's per-column tests (jobs/drift/statistics.py)."""
 
@@ -61,6 +64,11 @@ class Settings(BaseSettings):
 
     audit_buffer_rows: int = Field(default=50_000, gt=0)
     """Scored rows held in memory while the audit database is unreachable; older ones are dropped."""
+
+    audit_reasons: AuditReasons = "flagged"
+    """Which audit rows carry their reason codes (`reasons`): `flagged` (rows scored as fraud), `all`
+    or `none`. The audit writer's thread computes them, off the request path, unless the request
+    asked for them already."""
 
     pushgateway_url: str | None = None
     """Prometheus Pushgateway that jobs push their metrics to; unset disables pushing."""

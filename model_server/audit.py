@@ -11,13 +11,17 @@ Each row's features become one JSON object (`fraudcore.auditdb`) in the writer, 
 numbers as the model scored them (the shortest text of their float32 value, so 12.34 stays 12.34),
 booleans as true/false, categorical values as the client sent them (an unknown category too), and
 null for a missing value.
+
+A flagged row (or every row, or none: `FRAUD_AUDIT_REASONS`) also gets its reason codes, computed in
+the writer too, in one call for all rows of a batch; a request that asked for reasons hands over
+the ones it answered with, and those are kept instead.
 """
 
 import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import NamedTuple
 
@@ -29,7 +33,9 @@ from psycopg import sql
 
 from fraudcore import auditdb
 from fraudcore.errors import UnavailableError
+from fraudcore.reasons import DEFAULT_TOP_K, Reasons
 from fraudcore.schema import Schema
+from fraudcore.settings import AuditReasons
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +64,7 @@ class _Scored(NamedTuple):
     model_version: str
     role: str
     latency_s: float
+    reasons: Reasons | None
 
     @property
     def rows(self) -> int:
@@ -123,6 +130,59 @@ def _decoded(value: object) -> str:
     raise TypeError(f"a categorical value must be text, not {type(value).__name__}")
 
 
+Explain = Callable[[np.ndarray, int], Reasons]
+"""Reason codes of encoded rows: `(x, top_k) -> Reasons`."""
+
+
+class _ReasonsJson:
+    """Each row's `reasons` JSON array (None where it carries none), for a batch of requests: the
+    rows that need reasons and did not bring them are explained in one call."""
+
+    def __init__(self, explain: Explain | None, which: AuditReasons, top_k: int) -> None:
+        self._explain = explain if which != "none" else None
+        self._every_row = which == "all"
+        self._top_k = top_k
+
+    def arrays(self, batch: list[_Scored]) -> list[str | None]:
+        if self._explain is None:
+            return [None] * sum(s.rows for s in batch)
+        wanted = [self._wanted(s) for s in batch]
+        missing = [
+            np.asarray(s.features, np.float32).reshape(s.rows, -1)[rows]
+            for s, rows in zip(batch, wanted, strict=True)
+            if rows.any() and not self._brought(s)
+        ]
+        try:
+            computed = iter(
+                self._rows(self._explain(np.concatenate(missing), self._top_k)) if missing else ()
+            )
+        except (ValueError, TypeError, LookupError) as e:  # the rows are kept, without their reasons
+            logger.error("audit log: cannot compute reason codes, rows written without them: %s", e)
+            return [None] * sum(s.rows for s in batch)
+        arrays: list[str | None] = []
+        for scored, rows in zip(batch, wanted, strict=True):
+            brought = self._rows(scored.reasons) if self._brought(scored) else None
+            for index, want in enumerate(rows.tolist()):
+                if not want:
+                    arrays.append(None)
+                else:
+                    arrays.append(brought[index] if brought is not None else next(computed))
+        return arrays
+
+    def _wanted(self, scored: _Scored) -> np.ndarray:
+        if self._every_row:
+            return np.ones(scored.rows, bool)
+        return np.asarray(scored.decisions, bool).reshape(scored.rows)
+
+    def _brought(self, scored: _Scored) -> bool:
+        """The request's own reasons are kept when they hold at least as many per row."""
+        return scored.reasons is not None and scored.reasons.values.shape[1] >= self._top_k
+
+    def _rows(self, reasons: Reasons) -> list[str]:
+        first = Reasons(reasons.names[:, : self._top_k], reasons.values[:, : self._top_k])
+        return [orjson.dumps(row).decode() for row in first.as_json()]
+
+
 class AuditLog:
     """Buffered, batched, outage-tolerant writer of scored transactions.
 
@@ -135,12 +195,15 @@ class AuditLog:
         buffer_rows: int,
         schema: Schema,
         *,
+        explain: Explain | None = None,
+        reasons: AuditReasons = "flagged",
         batch_rows: int = 5_000,
         flush_interval_s: float = 0.5,
         max_backoff_s: float = 30.0,
     ) -> None:
         self._dsn = dsn
         self._json = _Json(schema)
+        self._reasons = _ReasonsJson(explain, reasons, min(DEFAULT_TOP_K, len(schema)))
         self._capacity = buffer_rows
         self._batch_rows = batch_rows
         self._flush_interval_s = flush_interval_s
@@ -179,13 +242,24 @@ class AuditLog:
         role: str,
         latency_s: float,
         text: Mapping[str, np.ndarray] | None = None,
+        reasons: Reasons | None = None,
     ) -> None:
         """Queue one request's scored rows; never blocks on the database.
 
         `features` is the encoded `[N, k]` matrix; `text` holds each categorical feature's values as
-        sent (an unknown category is NaN in `features` but kept here as it was)."""
+        sent (an unknown category is NaN in `features` but kept here as it was); `reasons` are the
+        rows' reason codes when the request asked for them."""
         scored = _Scored(
-            request_id, time.time(), features, text, scores, decisions, model_version, role, latency_s
+            request_id,
+            time.time(),
+            features,
+            text,
+            scores,
+            decisions,
+            model_version,
+            role,
+            latency_s,
+            reasons,
         )
         with self._lock:
             before = self._pending_rows
@@ -251,6 +325,7 @@ class AuditLog:
         if self._conn is None or self._conn.closed:
             self._conn = auditdb.connect(self._dsn)
         objects = iter(self._json.objects(batch))
+        reasons = iter(self._reasons.arrays(batch))
         with self._conn.cursor() as cur, cur.copy(_COPY) as copy:
             for scored in batch:
                 at = datetime.fromtimestamp(scored.scored_at, UTC)
@@ -258,7 +333,8 @@ class AuditLog:
                 scores = np.asarray(scored.scores, np.float32).tolist()
                 decisions = np.asarray(scored.decisions, bool).tolist()
                 for index, (score, decision) in enumerate(zip(scores, decisions, strict=True)):
-                    copy.write_row((scored.request_id, index, at, next(objects), score, decision, *tail))
+                    row = (scored.request_id, index, at, next(objects), score, decision, *tail, next(reasons))
+                    copy.write_row(row)
 
     def _requeue(self, batch: list[_Scored]) -> None:
         with self._lock:

@@ -15,6 +15,7 @@ import numpy as np
 import orjson
 from kserve import InferRequest
 
+from fraudcore.reasons import TOP_K_PARAMETER, Reasons, top_k_of
 from fraudcore.schema import Feature, Kind, Schema
 from model_server.errors import BadJsonError, BatchTooLargeError, InvalidRequestError, brief, listing
 from model_server.tensors import (
@@ -24,6 +25,7 @@ from model_server.tensors import (
     NUMBER_DTYPES,
     Tensor,
     bad_size,
+    binary_strings,
     binary_values,
     json_values,
     tensor,
@@ -46,7 +48,12 @@ MATRIX_INPUT = "features"
 PROBABILITY = "fraud_probability"
 DECISION = "is_fraud"
 OUTPUTS = (PROBABILITY, DECISION)
-"""The outputs a request may name in `outputs`, in the order they are returned by default."""
+"""The outputs returned by default, in this order."""
+REASON_CODES = "reason_codes"
+REASON_CONTRIBUTIONS = "reason_contributions"
+NAMEABLE = (*OUTPUTS, REASON_CODES)
+"""The outputs a request may name in `outputs`: naming `reason_codes` also returns
+`reason_contributions` (their log-odds), and only then are reasons computed."""
 MAX_BYTES_PER_VALUE = 32
 """Room per value when bounding the body size (a JSON float32 needs at most ~16), besides the
 feature's name (repeated on every v1 row) and its longest category."""
@@ -74,12 +81,22 @@ ALL_BINARY: tuple[Output, ...] = tuple((name, True) for name in OUTPUTS)
 
 
 @dataclass(frozen=True)
+class ReasonRequest:
+    """Reason codes asked for: how many per row, and whether they are sent as binary tensors."""
+
+    top_k: int
+    binary: bool = False
+
+
+@dataclass(frozen=True)
 class V2Request:
-    """A decoded v2 request: the rows, the caller's id and the outputs to return."""
+    """A decoded v2 request: the rows, the caller's id, the outputs to return (besides the reason
+    codes) and the reason codes, when asked for."""
 
     batch: Batch
     id: str | None
     outputs: tuple[Output, ...] = ALL_JSON
+    reasons: ReasonRequest | None = None
 
 
 def load_json(body: bytes) -> Any:
@@ -148,9 +165,36 @@ class Decoder:
         request_id = doc.get("id")
         if request_id is not None and not isinstance(request_id, str):
             raise InvalidRequestError(f"'id' must be a string, not {brief(request_id)}")
-        binary_output = _flag(parameters_of(doc.get("parameters"), "request"), "binary_data_output", False)
+        parameters = parameters_of(doc.get("parameters"), "request")
+        binary_output = _flag(parameters, "binary_data_output", False)
         outputs = requested_outputs(doc.get("outputs"), binary_output)
-        return V2Request(self.batch(self._read_tensors(inputs, binary)), request_id, outputs)
+        outputs, reasons = self.reason_request(outputs, parameters.get(TOP_K_PARAMETER))
+        return V2Request(self.batch(self._read_tensors(inputs, binary)), request_id, outputs, reasons)
+
+    def reason_request(
+        self, outputs: tuple[Output, ...], top_k: object
+    ) -> tuple[tuple[Output, ...], ReasonRequest | None]:
+        """Take `reason_codes` out of the requested outputs, with the `top_k` it is asked for."""
+        for name, binary in outputs:
+            if name == REASON_CODES:
+                others = tuple(output for output in outputs if output[0] != REASON_CODES)
+                return others, ReasonRequest(self.top_k(top_k), binary)
+        return outputs, None
+
+    def top_k(self, value: object) -> int:
+        """How many reasons per row a request asks for (400 naming the problem when unusable)."""
+        try:
+            return top_k_of(value, self.schema)
+        except ValueError as e:
+            raise InvalidRequestError(str(e)) from e
+
+    def infer_request_reasons(self, request: InferRequest) -> ReasonRequest | None:
+        """The reason codes a KServe InferRequest asks for in its requested outputs, if any."""
+        for output in request.request_outputs or ():
+            if output.name == REASON_CODES:
+                top_k = (request.parameters or {}).get(TOP_K_PARAMETER)
+                return ReasonRequest(self.top_k(top_k))  # KServe encodes the response itself
+        return None
 
     def infer_request(self, request: InferRequest) -> Batch:
         """KServe's own request object (its gRPC server and generic routes): the same checks."""
@@ -406,17 +450,17 @@ def requested_outputs(value: Any, binary: bool) -> tuple[Output, ...]:
     """The outputs named in `outputs` (all of them when it is absent or empty), each with its format."""
     if value is None or value == []:
         return ALL_BINARY if binary else ALL_JSON
-    if not isinstance(value, list) or len(value) > len(OUTPUTS):
+    if not isinstance(value, list) or len(value) > len(NAMEABLE):
         raise InvalidRequestError(
-            f"'outputs' must be a list of at most {len(OUTPUTS)} objects naming {listing(OUTPUTS)}"
+            f"'outputs' must be a list of at most {len(NAMEABLE)} objects naming {listing(NAMEABLE)}"
         )
     chosen: dict[str, bool] = {}
     for output in value:
         name = output.get("name") if isinstance(output, dict) else None
-        if name not in OUTPUTS or name in chosen:
+        if name not in NAMEABLE or name in chosen:
             raise InvalidRequestError(
                 f"requested output {brief(name)} is unknown or named twice; this model returns "
-                f"{listing(OUTPUTS)}"
+                f"{listing(NAMEABLE)}"
             )
         parameters = parameters_of(output.get("parameters"), f"output {name!r}")
         chosen[name] = _flag(parameters, "binary_data", binary)
@@ -477,8 +521,11 @@ def encode_v2(
     scores: np.ndarray,
     decisions: np.ndarray,
     outputs: tuple[Output, ...] = ALL_JSON,
+    reasons: Reasons | None = None,
+    reasons_binary: bool = False,
 ) -> tuple[bytes, int | None]:
-    """The v2 response body, and the JSON length when some outputs are sent as binary tensors."""
+    """The v2 response body, and the JSON length when some outputs are sent as binary tensors;
+    `reasons` adds `reason_codes` and `reason_contributions` after the other outputs."""
     rows = [len(scores)]
     described: list[dict[str, Any]] = []
     raw: list[bytes] = []
@@ -492,6 +539,8 @@ def encode_v2(
         else:
             output["data"] = values
         described.append(output)
+    if reasons is not None:
+        _reason_outputs(reasons, reasons_binary, described, raw)
     header = orjson.dumps(
         {"model_name": model_name, "model_version": model_version, "id": request_id, "outputs": described},
         option=orjson.OPT_SERIALIZE_NUMPY,
@@ -499,6 +548,26 @@ def encode_v2(
     if not raw:
         return header, None
     return b"".join((header, *raw)), len(header)
+
+
+def _reason_outputs(
+    reasons: Reasons, binary: bool, described: list[dict[str, Any]], raw: list[bytes]
+) -> None:
+    """Append the two `[N, k]` reason tensors, names as BYTES and their log-odds as FP32."""
+    shape = list(reasons.values.shape)
+    names = reasons.names.ravel().tolist()
+    values = reasons.values.astype("<f4", copy=False).ravel()
+    for name, datatype, data, packed in (
+        (REASON_CODES, BYTES, names, binary_strings(names) if binary else b""),
+        (REASON_CONTRIBUTIONS, "FP32", values, values.tobytes() if binary else b""),
+    ):
+        output: dict[str, Any] = {"name": name, "datatype": datatype, "shape": shape}
+        if binary:
+            raw.append(packed)
+            output["parameters"] = {"binary_data_size": len(packed)}
+        else:
+            output["data"] = data
+        described.append(output)
 
 
 def predictions_v1(model_version: str, scores: np.ndarray, decisions: np.ndarray) -> dict[str, Any]:
@@ -510,3 +579,16 @@ def predictions_v1(model_version: str, scores: np.ndarray, decisions: np.ndarray
 
 def encode_v1(model_version: str, scores: np.ndarray, decisions: np.ndarray) -> bytes:
     return orjson.dumps(predictions_v1(model_version, scores, decisions))
+
+
+def v1_top_k(doc: Any) -> object:
+    """The `top_k` of a v1 explain body's `parameters` object (None when not sent)."""
+    parameters = doc.get("parameters") if isinstance(doc, dict) else None
+    return parameters_of(parameters, "request").get(TOP_K_PARAMETER)
+
+
+def explanations_v1(
+    model_version: str, scores: np.ndarray, decisions: np.ndarray, reasons: Reasons
+) -> dict[str, Any]:
+    """KServe's v1 explain answer: the predictions, and per instance its reasons, strongest first."""
+    return predictions_v1(model_version, scores, decisions) | {"explanations": reasons.as_json()}

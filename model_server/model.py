@@ -1,5 +1,6 @@
 """The fraud scorer as a KServe model: one registry version, its threshold, metrics and audit trail."""
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -9,6 +10,7 @@ from kserve import InferOutput, InferRequest, InferResponse, Model
 from kserve.metrics import PREDICT_HIST_TIME
 
 from fraudcore.bundle import Bundle
+from fraudcore.reasons import Reasons, explain
 from fraudcore.registry import LoadedModel, Registry
 from fraudcore.settings import Settings
 from model_server import codec
@@ -25,6 +27,10 @@ MICRO_BATCH_ROWS = 4096
 """Most rows scored in one model call when queued requests are merged."""
 INLINE_ROWS = 64
 """Batches up to this many rows are scored on the event loop: a thread hand-off would cost more."""
+
+INLINE_REASON_ROWS = 8
+"""Batches up to this size are explained on the event loop; larger ones on a thread, so that the loop
+keeps reading requests meanwhile (explaining a row costs far more than scoring it)."""
 
 MODEL_VERSION_HEADER = "x-model-version"
 MODEL_ROLE_HEADER = "x-model-role"
@@ -84,7 +90,13 @@ class FraudPredictor(Model):
         self._decoder = Decoder(schema, self.settings.max_batch_rows)
         self._batcher = _batcher(loaded.bundle)
         if self.settings.audit_dsn:
-            self._audit = AuditLog(self.settings.audit_dsn, self.settings.audit_buffer_rows, schema)
+            self._audit = AuditLog(
+                self.settings.audit_dsn,
+                self.settings.audit_buffer_rows,
+                schema,
+                explain=self.explain_rows,
+                reasons=self.settings.audit_reasons,
+            )
             self._audit.start()
         self.ready = True
         logger.info(
@@ -109,8 +121,11 @@ class FraudPredictor(Model):
         if self._audit is not None:
             self._audit.close()
 
-    async def score(self, batch: Batch, request_id: str, started: float) -> tuple[np.ndarray, np.ndarray]:
-        """Fraud probabilities and decisions for a decoded batch; records metrics and the audit rows."""
+    async def score(
+        self, batch: Batch, request_id: str, started: float, reasons: Reasons | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Fraud probabilities and decisions for a decoded batch; records metrics and the audit rows
+        (with `reasons`, when the request asked for them, so the audit log need not compute them)."""
         if self._batcher is None or not self.ready:
             raise NotReadyError(f"model {self.name} is not ready: {self.load_error or 'still loading'}")
         bundle = self.bundle
@@ -123,9 +138,38 @@ class FraudPredictor(Model):
             self.metrics.unknown_categories(batch.unknown)
         if self._audit is not None:
             self._audit.record(
-                request_id, batch.x, scores, decisions, self.version, self.role, latency, text=batch.text
+                request_id,
+                batch.x,
+                scores,
+                decisions,
+                self.version,
+                self.role,
+                latency,
+                text=batch.text,
+                reasons=reasons,
             )
         return scores, decisions
+
+    def explain_rows(self, x: np.ndarray, top_k: int) -> Reasons:
+        """The top `top_k` reasons of each row of an encoded matrix (any thread)."""
+        bundle = self.bundle
+        return explain(bundle.scorer, bundle.card.schema, x, top_k)
+
+    async def reasons(self, batch: Batch, top_k: int) -> Reasons:
+        """A request's reason codes, large batches off the event loop."""
+        if len(batch.x) <= INLINE_REASON_ROWS:
+            return self.explain_rows(batch.x, top_k)
+        return await asyncio.to_thread(self.explain_rows, batch.x, top_k)
+
+    async def explain(self, payload: dict, headers: dict[str, str] | None = None) -> dict[str, Any]:
+        """KServe's explain hook (`POST /v1/models/{name}:explain`): the v1 predictions, and each
+        instance's reason codes in `explanations`, in-process."""
+        started = time.perf_counter()
+        batch = self.decoder.v1_doc(payload)
+        reasons = await self.reasons(batch, self.decoder.top_k(codec.v1_top_k(payload)))
+        request_id = (headers or {}).get("x-request-id", "")
+        scores, decisions = await self.score(batch, request_id, started, reasons)
+        return codec.explanations_v1(self.version, scores, decisions, reasons)
 
     def check_served(self, name: str, version: str | None = None) -> None:
         """Refuse (404) a URL naming another model, or a version other than the loaded one.
@@ -154,14 +198,17 @@ class FraudPredictor(Model):
     ) -> InferResponse | dict[str, Any]:
         """KServe's pipeline: an InferRequest (v2) or a v1 body already parsed to a dict."""
         started = time.perf_counter()
+        asked = None
         if isinstance(payload, InferRequest):
             batch = self.decoder.infer_request(payload)
             request_id = payload.id
+            asked = self.decoder.infer_request_reasons(payload)
         else:
             batch = self.decoder.v1_doc(payload)
             request_id = None
         request_id = (headers or {}).get("x-request-id") or request_id or ""
-        scores, decisions = await self.score(batch, request_id, started)
+        reasons = None if asked is None else await self.reasons(batch, asked.top_k)
+        scores, decisions = await self.score(batch, request_id, started, reasons)
         if response_headers is not None:
             response_headers.update(self.response_headers())
         if not isinstance(payload, InferRequest):
@@ -172,6 +219,8 @@ class FraudPredictor(Model):
         ]
         outputs[0].set_data_from_numpy(scores)
         outputs[1].set_data_from_numpy(decisions)
+        if reasons is not None:
+            outputs += _reason_outputs(reasons)
         return InferResponse(request_id, self.name, outputs, model_version=self.version)
 
     def get_input_types(self) -> list[dict[str, Any]]:
@@ -225,3 +274,13 @@ def _batcher(bundle: Bundle) -> MicroBatcher:
         return onnx.predict_proba(x) if len(x) <= ONNX_MAX_ROWS else scorer.predict_proba(x)
 
     return MicroBatcher(predict, MICRO_BATCH_ROWS, onnx.predict_proba, INLINE_ROWS)
+
+
+def _reason_outputs(reasons: Reasons) -> list[InferOutput]:
+    """The reason tensors as KServe's own response objects."""
+    shape = list(reasons.values.shape)
+    codes = InferOutput(codec.REASON_CODES, shape, "BYTES")
+    codes.set_data_from_numpy(reasons.names.astype(np.object_))
+    contributions = InferOutput(codec.REASON_CONTRIBUTIONS, shape, "FP32")
+    contributions.set_data_from_numpy(reasons.values)
+    return [codes, contributions]

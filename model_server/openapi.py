@@ -17,6 +17,7 @@ from fastapi.openapi.utils import get_openapi
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
+from fraudcore.reasons import DEFAULT_TOP_K, TOP_K_PARAMETER
 from fraudcore.schema import Schema
 from model_server import codec
 from model_server.tensors import DATATYPES
@@ -51,7 +52,6 @@ ERRORS = {
     404: "No such model, or no such version of it",
     413: "More rows (or body bytes) than FRAUD_MAX_BATCH_ROWS allows",
     500: 'Unexpected server error: always `{"error": "internal error"}`',
-    501: "Not implemented by this predictor",
     503: "The model is not loaded (yet, or it failed to load)",
 }
 _SCORED_HEADERS = {
@@ -87,6 +87,10 @@ def _paths() -> dict[str, Any]:
     ready_ok = _body(_ref("ReadyResponse"), "Ready")
     v1_body = {"required": True, "content": {"application/json": {"schema": _ref("V1Request")}}}
     v1_ok = _body(_ref("V1Response"), "Scores and decisions", headers=_SCORED_HEADERS)
+    explain_body = {"required": True, "content": {"application/json": {"schema": _ref("V1ExplainRequest")}}}
+    explain_ok = _body(
+        _ref("V1ExplainResponse"), "Scores, decisions and reason codes", headers=_SCORED_HEADERS
+    )
     server_ok = _body(_ref("ServerMetadataResponse"), "Server metadata")
     paths: dict[str, Any] = {
         "/v2": _operation("get", "Server metadata (v2)", server_ok),
@@ -103,7 +107,16 @@ def _paths() -> dict[str, Any]:
             "post", "Predict (v1)", v1_ok, 400, 401, 404, 413, 500, 503, requestBody=v1_body
         ),
         "/v1/models/{model_name}:explain": _operation(
-            "post", "Explain (v1): no explainer", None, 401, 404, 501
+            "post",
+            "Explain (v1): reason codes",
+            explain_ok,
+            400,
+            401,
+            404,
+            413,
+            500,
+            503,
+            requestBody=explain_body,
         ),
         "/v2/repository/models/{model_name}/load": _operation("post", "Load (v2 repository)", None, 401, 403),
         "/v2/repository/models/{model_name}/unload": _operation(
@@ -126,7 +139,8 @@ _PARAMETERS = {
     "type": ["object", "null"],
     "additionalProperties": {"type": ["string", "number", "boolean"]},
     "description": "Name/value pairs. `binary_data_output` (request), `binary_data` (output) and "
-    "`binary_data_size` (input) are the binary tensor extension's.",
+    "`binary_data_size` (input) are the binary tensor extension's. `top_k` (request): reason codes per "
+    f"row when `reason_codes` is requested, 1 to the model's feature count (default {DEFAULT_TOP_K}).",
 }
 _STRINGS = {"type": "array", "items": {"type": "string"}}
 
@@ -161,7 +175,7 @@ def _inference_request(decoder: codec.Decoder | None) -> dict[str, Any]:
     if decoder is not None:
         inputs["maxItems"] = decoder.max_inputs
     request_output = _object(
-        ["name"], {"name": {"type": "string", "enum": list(codec.OUTPUTS)}, "parameters": _PARAMETERS}
+        ["name"], {"name": {"type": "string", "enum": list(codec.NAMEABLE)}, "parameters": _PARAMETERS}
     )
     return _object(
         ["inputs"],
@@ -172,8 +186,11 @@ def _inference_request(decoder: codec.Decoder | None) -> dict[str, Any]:
             "outputs": {
                 "type": ["array", "null"],
                 "items": request_output,
-                "maxItems": len(codec.OUTPUTS),
-                "description": "Outputs to return, each at most once; absent or empty: all",
+                "maxItems": len(codec.NAMEABLE),
+                "description": "Outputs to return, each at most once; absent or empty: fraud_probability "
+                "and is_fraud. `reason_codes` adds `reason_codes` (BYTES [N, top_k]: the features pushing "
+                "the score toward fraud the most, strongest first) and `reason_contributions` (FP32 "
+                "[N, top_k]: their log-odds); they are computed only when requested.",
             },
         },
     )
@@ -201,11 +218,14 @@ def _inference_response() -> dict[str, Any]:
     response_output = _object(
         ["name", "shape", "datatype"],
         {
-            "name": {"type": "string", "enum": list(codec.OUTPUTS)},
+            "name": {
+                "type": "string",
+                "enum": [*codec.OUTPUTS, codec.REASON_CODES, codec.REASON_CONTRIBUTIONS],
+            },
             "shape": {"type": "array", "items": {"type": "integer"}},
-            "datatype": {"type": "string", "enum": ["FP32", "BOOL"]},
+            "datatype": {"type": "string", "enum": ["FP32", "BOOL", "BYTES"]},
             "parameters": _PARAMETERS,
-            "data": {"type": "array", "items": {"type": ["number", "boolean"]}},
+            "data": {"type": "array", "items": {"type": ["number", "boolean", "string"]}},
         },
     )
     return _object(
@@ -287,13 +307,37 @@ def _v1_schemas(schema: Schema | None) -> dict[str, Any]:
         [codec.PROBABILITY, codec.DECISION],
         {codec.PROBABILITY: {"type": "number"}, codec.DECISION: {"type": "boolean"}},
     )
+    instances = {"type": "array", "items": _v1_instance(schema), "minItems": 1}
+    predictions = {"type": "array", "items": prediction}
+    reason = _object(
+        ["feature", "contribution"],
+        {"feature": {"type": "string"}, "contribution": {"type": "number", "description": "log-odds"}},
+    )
+    top_k = {"type": "integer", "minimum": 1, "default": DEFAULT_TOP_K}
+    if schema is not None:
+        top_k["maximum"] = len(schema)
     return {
-        "V1Request": _object(
-            ["instances"], {"instances": {"type": "array", "items": _v1_instance(schema), "minItems": 1}}
-        ),
+        "V1Request": _object(["instances"], {"instances": instances}),
         "V1Response": _object(
             ["predictions", "model_version"],
-            {"predictions": {"type": "array", "items": prediction}, "model_version": {"type": "string"}},
+            {"predictions": predictions, "model_version": {"type": "string"}},
+        ),
+        "V1ExplainRequest": _object(
+            ["instances"],
+            {"instances": instances, "parameters": _object([], {TOP_K_PARAMETER: top_k})},
+        ),
+        "V1ExplainResponse": _object(
+            ["predictions", "explanations", "model_version"],
+            {
+                "predictions": predictions,
+                "explanations": {
+                    "type": "array",
+                    "items": {"type": "array", "items": reason},
+                    "description": "Per instance, its top_k reasons: the features pushing its score "
+                    "toward fraud the most, strongest first, with their log-odds",
+                },
+                "model_version": {"type": "string"},
+            },
         ),
     }
 

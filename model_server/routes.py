@@ -1,11 +1,12 @@
 """HTTP layer added to KServe's app: the scoring endpoints, model metadata, readiness, request ids, token.
 
-The two scoring endpoints (`POST /v2/models/{name}/infer`, `POST /v1/models/{name}:predict`) are
-answered by a plain ASGI middleware in front of KServe's router: KServe's generic v2 route parses
-every number through pydantic, while codec.py reads the same bodies with orjson and numpy. Everything
-else (health, metrics, repository, server metadata) is KServe's own, with two routes replaced:
-model metadata (which adds version, role, threshold and training metrics) and readiness (KServe
-reports the server ready even when no model is loaded, and logs a traceback per not-ready probe).
+The scoring endpoints (`POST /v2/models/{name}/infer`, `POST /v1/models/{name}:predict`, and
+`:explain` through the model's explain hook) are answered by a plain ASGI middleware in front of
+KServe's router: KServe's generic v2 route parses every number through pydantic, while codec.py
+reads the same bodies with orjson and numpy. Everything else (health, metrics, repository, server
+metadata) is KServe's own, with two routes replaced: model metadata (which adds version, role,
+threshold and training metrics) and readiness (KServe reports the server ready even when no model
+is loaded, and logs a traceback per not-ready probe).
 """
 
 import hmac
@@ -48,6 +49,7 @@ PROTECTED_PREFIXES = ("/v1/models", "/v2/models", "/v2/repository")
 
 _V2_INFER = re.compile(r"/v2/models/([^/]+)(?:/versions/([^/]+))?/infer")
 _V1_PREDICT = re.compile(r"/v1/models/([^/]+):predict")
+_V1_EXPLAIN = re.compile(r"/v1/models/([^/]+):explain")
 _JSON = [(b"content-type", b"application/json")]
 SERVER_METADATA = {
     "name": "kserve",
@@ -72,7 +74,6 @@ def install(app: FastAPI, model: FraudPredictor) -> None:
         app.add_route(prefix, routes.metadata, methods=["GET"])
         app.add_route(prefix + "/ready", routes.model_ready, methods=["GET"])
     app.add_route("/v1/models/{model_name}", routes.model_ready, methods=["GET"])
-    app.add_route("/v1/models/{model_name}:explain", routes.explain, methods=["POST"])
     app.add_route("/v2/health/ready", routes.ready, methods=["GET"])
     app.add_route("/v2", routes.server_metadata, methods=["GET"])
     app.add_route("/v2/", routes.server_metadata, methods=["GET"])
@@ -172,6 +173,8 @@ class ScoringMiddleware:
             return self._infer_v2, match[1], match[2]
         if match := _V1_PREDICT.fullmatch(path):
             return self._predict_v1, match[1], None
+        if match := _V1_EXPLAIN.fullmatch(path):
+            return self._explain_v1, match[1], None
         return None
 
     async def _read_body(self, receive: Receive, max_bytes: int) -> bytes:
@@ -196,9 +199,18 @@ class ScoringMiddleware:
         self, decoder: codec.Decoder, body: bytes, json_length: bytes | None, rid: str, started: float
     ) -> Scored:
         decoded = decoder.v2(body, _json_length(json_length))
-        scores, decisions = await self.model.score(decoded.batch, rid, started)
+        asked = decoded.reasons
+        reasons = None if asked is None else await self.model.reasons(decoded.batch, asked.top_k)
+        scores, decisions = await self.model.score(decoded.batch, rid, started, reasons)
         content, binary_length = codec.encode_v2(
-            self.model.name, self.model.version, decoded.id or rid, scores, decisions, decoded.outputs
+            self.model.name,
+            self.model.version,
+            decoded.id or rid,
+            scores,
+            decisions,
+            decoded.outputs,
+            reasons,
+            asked is not None and asked.binary,
         )
         headers = [*_JSON, *self._model_headers()]
         if binary_length is not None:
@@ -212,6 +224,14 @@ class ScoringMiddleware:
         scores, decisions = await self.model.score(batch, rid, started)
         content = codec.encode_v1(self.model.version, scores, decisions)
         return content, [*_JSON, *self._model_headers()], len(scores)
+
+    async def _explain_v1(
+        self, decoder: codec.Decoder, body: bytes, json_length: bytes | None, rid: str, started: float
+    ) -> Scored:
+        """`:explain` through the model's own explain hook, as KServe's v1 route would call it."""
+        answer = await self.model.explain(codec.load_json(body), {REQUEST_ID_HEADER.decode(): rid})
+        content = orjson.dumps(answer)
+        return content, [*_JSON, *self._model_headers()], len(answer["predictions"])
 
     def _model_headers(self) -> Headers:
         version = self.model.version
@@ -301,14 +321,6 @@ class Routes:
         except FraudError as e:
             return _json(e.status_code, {"error": message_of(e)})
         return await self.ready(request)
-
-    async def explain(self, request: Request) -> Response:
-        """No explainer runs beside this predictor: 501, without KServe's traceback per call."""
-        try:
-            self.model.check_served(request.path_params["model_name"])
-        except FraudError as e:
-            return _json(e.status_code, {"error": message_of(e)})
-        return _json(501, {"error": "this predictor has no explainer"})
 
     async def repository(self, request: Request) -> Response:
         """One model per server, fixed at start-up: the repository extension's load/unload are refused."""

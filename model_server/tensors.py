@@ -88,6 +88,13 @@ def _binary_strings(name: str, shape: list[int], size: int, raw: memoryview) -> 
     return values
 
 
+def binary_strings(values: list[str]) -> bytes:
+    """BYTES elements as the binary extension sends them: each a 4-byte little-endian length, then
+    its UTF-8 bytes (the inverse of `binary_values` for BYTES)."""
+    encoded = [value.encode() for value in values]
+    return b"".join(_LENGTH.pack(len(item)) + item for item in encoded)
+
+
 def json_values(sent_as: str, name: str, datatype: str, data: Any) -> np.ndarray:
     """A tensor's JSON `data` (flat or nested) as numbers (null: NaN), booleans or strings; errors
     name the input (or v1 feature, `sent_as`) they come from."""

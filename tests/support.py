@@ -56,7 +56,8 @@ class ServerProcess:
 
     def log_records(self) -> list[dict[str, Any]]:
         """The JSON lines the server logged."""
-        lines = self.log.read_text().splitlines()
+        # "\n" only: a JSON line may hold characters str.splitlines() also breaks at (U+2028, U+0085)
+        lines = self.log.read_text().split("\n")
         return [json.loads(line) for line in lines if line.startswith("{")]
 
     def stop(self, timeout_s: float = 30) -> None:

@@ -5,7 +5,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fraudcore.bundle import Scorer
 from fraudcore.errors import ExitCode, FraudError
+from fraudcore.reasons import explain, top_changes
+from fraudcore.schema import Schema
 from fraudcore.settings import Settings
 from training.evaluate import score_metrics
 
@@ -31,12 +34,26 @@ class GatePolicy:
 
 
 @dataclass(frozen=True)
+class ReasonChange:
+    """On the holdout rows the candidate flags: the share whose top reason code differs from the
+    champion's. Informational: it never rejects a candidate."""
+
+    share: float
+    rows: int
+
+    def __str__(self) -> str:
+        return f"{self.share:.1%} of {self.rows} flagged"
+
+
+@dataclass(frozen=True)
 class GateResult:
-    """The verdict with every reason it failed and the metrics it was based on."""
+    """The verdict with every reason it failed, the metrics it was based on and, when the champion
+    has the same inputs, how stable the top reason code is."""
 
     reasons: tuple[str, ...]
     candidate: dict[str, float]
     champion: dict[str, float] | None
+    reason_change: ReasonChange | None = None
 
     @property
     def passed(self) -> bool:
@@ -54,6 +71,7 @@ def gate_verdict(
     champion_scores: np.ndarray | None = None,
     champion_threshold: float = 0.5,
     input_differences: Sequence[str] = (),
+    reason_change: ReasonChange | None = None,
 ) -> GateResult:
     """Judge a candidate on a holdout, against the champion's scores on the very same rows.
 
@@ -81,4 +99,14 @@ def gate_verdict(
                     f"{label} {candidate[key]:.4f} is {drop:.4f} below the champion's "
                     f"{champion[key]:.4f} (tolerance {policy.max_regression:.2f})"
                 )
-    return GateResult(tuple(reasons), candidate, champion)
+    return GateResult(tuple(reasons), candidate, champion, reason_change)
+
+
+def top_reason_change(
+    candidate: Scorer, candidate_x: np.ndarray, champion: Scorer, champion_x: np.ndarray, schema: Schema
+) -> ReasonChange:
+    """Compare the top reason of the same rows, encoded for each model (their schemas have the same
+    features: categories may differ, so each encodes the rows itself)."""
+    first = explain(candidate, schema, candidate_x, 1)
+    second = explain(champion, schema, champion_x, 1)
+    return ReasonChange(top_changes(first, second), len(candidate_x))

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fraudcore.bundle import Bundle, save_bundle
+from fraudcore.bundle import Bundle, Scorer, save_bundle
 from fraudcore.errors import NotFoundError
 from fraudcore.names import CHALLENGER, CHAMPION
 from fraudcore.pyfunc import BUNDLE_ARTIFACT
@@ -16,7 +16,7 @@ from fraudcore.registry import Registry, RunLog
 from fraudcore.schema import Schema
 from training.data import Split, fingerprint, load_source, load_training_data, split, validate
 from training.export import export_onnx
-from training.gate import GatePolicy, GateRejectedError, GateResult, gate_verdict
+from training.gate import GatePolicy, GateRejectedError, GateResult, gate_verdict, top_reason_change
 from training.train import TrainConfig, TrainedModel, train
 from training.tune import Budget, search
 
@@ -60,8 +60,8 @@ def train_and_register(
         version = register(registry, model, run.run_id)
     champion = registry.alias_version(CHAMPION)
     champion_bundle = registry.load_version(champion).bundle if champion else None
-    result = _judge(data, model.holdout_scores, model.card.threshold, champion_bundle, registry)
-    registry.record_verdict(version, result.passed, result.summary())
+    result = _judge(data, model.scorer, model.holdout_scores, model.card.threshold, champion_bundle, registry)
+    _record(registry, version, result)
     if not result.passed:
         raise GateRejectedError(f"version {version} rejected: {result.summary()}")
     alias = CHALLENGER if champion else CHAMPION
@@ -137,8 +137,8 @@ def promote(registry: Registry, version: str, force: bool = False) -> tuple[str,
         data = holdout_of(candidate, registry)
         current = registry.load_version(champion).bundle if champion else None
         scores = candidate.scorer.predict_proba(data.x_holdout)
-        result = _judge(data, scores, candidate.card.threshold, current, registry)
-        registry.record_verdict(version, result.passed, result.summary())
+        result = _judge(data, candidate.scorer, scores, candidate.card.threshold, current, registry)
+        _record(registry, version, result)
         if not result.passed and not force:
             raise GateRejectedError(f"version {version} not promoted: {result.summary()}")
     registry.set_champion(version)
@@ -152,17 +152,42 @@ def holdout_of(bundle: Bundle, registry: Registry) -> Split:
     return split(validate(frame, schema, bundle.card.data_source), schema)
 
 
+def _record(registry: Registry, version: str, result: GateResult) -> None:
+    change = None if result.reason_change is None else str(result.reason_change)
+    registry.record_verdict(version, result.passed, result.summary(), change)
+    if change is not None:
+        logger.info("version %s: top reason differs from the champion's on %s holdout rows", version, change)
+
+
 def _judge(
-    data: Split, scores: np.ndarray, threshold: float, champion: Bundle | None, registry: Registry
+    data: Split,
+    scorer: Scorer,
+    scores: np.ndarray,
+    threshold: float,
+    champion: Bundle | None,
+    registry: Registry,
 ) -> GateResult:
     policy = GatePolicy.from_settings(registry.settings)
     if champion is None:
         return gate_verdict(data.y_holdout, scores, threshold, policy)
     # Clients send the champion's inputs, and the traffic split sends them to both models.
     differences = champion.card.schema.differences(data.schema)
-    champion_scores = None
+    champion_scores = change = None
     if not differences:
-        champion_scores = champion.scorer.predict_proba(champion.card.schema.encode(data.holdout_frame))
+        champion_x = champion.card.schema.encode(data.holdout_frame)
+        champion_scores = champion.scorer.predict_proba(champion_x)
+        if champion.card.schema.names == data.schema.names:  # reasons name the same features
+            flagged = scores >= threshold
+            change = top_reason_change(
+                scorer, data.x_holdout[flagged], champion.scorer, champion_x[flagged], data.schema
+            )
     return gate_verdict(
-        data.y_holdout, scores, threshold, policy, champion_scores, champion.card.threshold, differences
+        data.y_holdout,
+        scores,
+        threshold,
+        policy,
+        champion_scores,
+        champion.card.threshold,
+        differences,
+        change,
     )

@@ -1,6 +1,7 @@
 """Registry and validation gate against real MLflow stores: embedded SQLite and a server process."""
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from fraudcore.settings import Settings
 from tests.conftest import TEST_SEED, TrainedStore, make_settings
 from tests.support import free_port, mlflow_server
 from training.data import synthetic_source
-from training.gate import GatePolicy, GateRejectedError, gate_verdict
+from training.gate import GatePolicy, GateRejectedError, gate_verdict, top_reason_change
 from training.pipeline import promote, train_and_register
 from training.train import TrainConfig
 
@@ -54,6 +55,25 @@ def test_cli_lists_versions(store: Settings) -> None:
     shown = run_fraud(store, "models", "show", "@challenger")
     assert shown.returncode == 0, shown.stderr
     assert "version 2" in shown.stdout and "xgboost" in shown.stdout and "V28" in shown.stdout
+    assert re.search(r"top reason changed from the champion's on \d+\.\d% of \d+ flagged", shown.stdout)
+
+
+def test_the_gate_reports_how_often_the_top_reason_changes(trained_store: TrainedStore) -> None:
+    """Informational: on the holdout rows the challenger flags, against the champion (same schema)."""
+    assert trained_store.champion.result.reason_change is None  # no champion to compare with
+    change = trained_store.challenger.result.reason_change
+    assert change is not None and trained_store.challenger.result.passed
+    assert change.rows > 0 and 0.0 <= change.share <= 1.0
+    rows = {r.version: r for r in Registry(trained_store.settings).list_versions()}
+    assert rows["2"].top_reason_change == str(change) and rows["1"].top_reason_change == "-"
+    assert re.fullmatch(r"\d+\.\d% of \d+ flagged", str(change))
+
+
+def test_a_model_compared_with_itself_keeps_every_top_reason(trained_store: TrainedStore) -> None:
+    bundle = Registry(trained_store.settings).load_version("2").bundle
+    x = bundle.reference()[:200]
+    same = top_reason_change(bundle.scorer, x, bundle.scorer, x, bundle.card.schema)
+    assert (same.share, same.rows) == (0.0, 200)
 
 
 def test_promotion_gates_against_the_champion_then_moves_aliases(store: Settings) -> None:
@@ -61,6 +81,7 @@ def test_promotion_gates_against_the_champion_then_moves_aliases(store: Settings
     assert version == "2"
     assert result is not None and result.passed
     assert result.champion is not None  # compared with v1 on the same holdout
+    assert result.reason_change is not None and result.reason_change.rows > 0
     client = Registry(store)
     assert client.alias_version("champion") == "2"
     assert client.alias_version("challenger") is None

@@ -11,7 +11,9 @@ import pytest
 from prometheus_client import REGISTRY
 
 from fraudcore import auditdb
+from fraudcore.reasons import Reasons
 from fraudcore.schema import Feature, Schema
+from fraudcore.settings import AuditReasons
 from model_server.audit import AuditLog
 from tests.pg import Postgres
 
@@ -171,3 +173,34 @@ def test_rows_the_database_refuses_are_dropped_not_retried(audit_dsn: str) -> No
     log.record("fine", features, scores, decisions, "1", "champion", 0.001)
     wait_for(lambda: audit_rows(audit_dsn) == 2)
     log.close()
+
+
+def _first_features(x: np.ndarray, top_k: int) -> Reasons:
+    """Stand-in explainer: the first `top_k` features, valued by the row's first value."""
+    names = np.array([[f"f{i}" for i in range(top_k)]] * len(x), object)
+    return Reasons(names, np.repeat(x[:, :1], top_k, axis=1).astype(np.float32))
+
+
+@pytest.mark.parametrize("which", ["flagged", "all", "none"])
+def test_reasons_are_kept_for_the_rows_the_setting_names(audit_dsn: str, which: AuditReasons) -> None:
+    """Computed in the writer unless the request brought its own (those are kept as they were)."""
+    log = AuditLog(audit_dsn, 1_000, NUMERIC, explain=_first_features, reasons=which, flush_interval_s=0.05)
+    log.start()
+    features, scores, decisions = scored(6, seed=3)
+    brought = Reasons(np.full((6, 4), "f29", object), np.full((6, 4), 9.0, np.float32))
+    log.record("computed", features, scores, decisions, "1", "champion", 0.001)
+    log.record("brought", features, scores, decisions, "1", "champion", 0.001, reasons=brought)
+    log.close()
+    with psycopg.connect(audit_dsn) as conn:
+        rows = conn.execute(
+            f"SELECT request_id, row_index, decision, reasons FROM {auditdb.TABLE} ORDER BY 1, 2"
+        ).fetchall()
+    assert len(rows) == 12
+    for request_id, index, decision, reasons in rows:
+        if which == "none" or (which == "flagged" and not decision):
+            assert reasons is None
+        elif request_id == "brought":
+            assert reasons == [{"feature": "f29", "contribution": 9.0}] * 4
+        else:
+            assert [r["feature"] for r in reasons] == ["f0", "f1", "f2", "f3"]
+            assert reasons[0]["contribution"] == pytest.approx(float(features[index, 0]))
