@@ -89,6 +89,8 @@ class LightGBMScorer:
 
     def contributions(self, x: np.ndarray) -> np.ndarray:
         """Per-feature log-odds contributions in schema order, then the bias: `[N, k + 1]` float32."""
+        if not len(x):  # LightGBM divides by the row count
+            return np.zeros((0, x.shape[1] + 1), np.float32)
         return np.asarray(self.booster.predict(x, pred_contrib=True, num_threads=1), np.float32)
 
     def save(self, path: Path) -> None:
