@@ -7,7 +7,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from fraudcore.errors import FraudError, UnavailableError
-from jobs.canary.state import KSERVE, CanaryError
+from jobs.canary.state import KSERVE, CanaryError, not_ready
 
 if TYPE_CHECKING:
     from kubernetes.client import CustomObjectsApi
@@ -59,13 +59,9 @@ class Objects:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             isvc = self.get(KSERVE, isvc_name) or {}
-            status = isvc.get("status") or {}
-            observed = status.get("observedGeneration")
+            observed = (isvc.get("status") or {}).get("observedGeneration")
             current = observed is None or observed >= isvc.get("metadata", {}).get("generation", 0)
-            ready = any(
-                c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or []
-            )
-            if ready and current:
+            if current and not_ready(isvc) is None:
                 return
             time.sleep(poll)
         raise UnavailableError(f"InferenceService {isvc_name} not Ready after {timeout:.0f}s")

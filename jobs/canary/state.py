@@ -45,6 +45,18 @@ class CanaryState:
         return 100 - self.challenger_weight
 
 
+def not_ready(isvc: dict[str, Any]) -> str | None:
+    """Why KServe does not report an InferenceService Ready (its condition's message), or None.
+
+    A rolling update keeps it Ready: the old pods serve until the new ones are."""
+    for condition in (isvc.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "Ready":
+            if condition.get("status") == "True":
+                return None
+            return condition.get("message") or condition.get("reason") or "Ready is False"
+    return "KServe reports no Ready condition yet"
+
+
 def env_list(isvc: dict[str, Any]) -> list[dict[str, Any]]:
     """The predictor container's environment."""
     try:

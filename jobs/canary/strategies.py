@@ -21,12 +21,14 @@ from jobs.canary.kube import Objects
 from jobs.canary.state import (
     GATEWAY,
     KSERVE,
+    CanaryError,
     CanaryState,
     Mode,
     backend_indexes,
     env_index,
     env_list,
     knative_state,
+    not_ready,
     pinned_model,
     standard_state,
 )
@@ -79,6 +81,12 @@ class StandardStrategy:
         return standard_state(self.champion, self.challenger, self.route)
 
     def set_weight(self, percent: int, challenger_version: int | None) -> list[str]:
+        name = self.challenger["metadata"]["name"]
+        if percent > self.state().challenger_weight and (problem := not_ready(self.challenger)):
+            raise CanaryError(
+                f"InferenceService {name} is not Ready ({problem}): no more traffic is sent to it "
+                f"(kubectl describe inferenceservice {name} says why)"
+            )
         changes = self._set_version(self.challenger, challenger_version) if challenger_version else []
         return changes + self._set_weights(percent)
 

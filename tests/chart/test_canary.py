@@ -57,6 +57,18 @@ class Release:
         )
         return (*out, self.kube.get(ROUTE, "HTTPRoute", NAME, self.namespace)["metadata"]["resourceVersion"])
 
+    def report_ready(self, isvc: str, ready: bool, message: str = "") -> None:
+        """Write an InferenceService's Ready condition for its current generation, as KServe would."""
+        obj = self.kube.get(ISVC, "InferenceService", isvc, self.namespace)
+        condition = {"type": "Ready", "status": str(ready), "lastTransitionTime": "2026-01-01T00:00:00Z"}
+        if message:
+            condition |= {"reason": "PredictorNotReady", "message": message}
+        status = {"observedGeneration": obj["metadata"]["generation"], "conditions": [condition]}
+        self.kube.resource(ISVC, "InferenceService").status.patch(
+            name=isvc, namespace=self.namespace, body={"status": status},
+            content_type="application/merge-patch+json",
+        )  # fmt: skip
+
     def canary(self, *args: str, kubeconfig: Path | None = None) -> tuple[int, str]:
         """Run `fraud canary ARGS` in-process, as the console script would."""
         argv = ["canary", *args, "-n", self.namespace, "--kubeconfig", str(kubeconfig or self.kubeconfig)]
@@ -91,7 +103,10 @@ def release(
     client.set_registered_model_alias(MODEL, CHALLENGER, "4")
     for obj in render("-f", str(CHART / "ci" / "canary-values.yaml"), namespace=restricted_namespace):
         kube.apply(obj, namespace=restricted_namespace)
-    return Release(kube, restricted_namespace, control_plane.kubeconfig, uri)
+    found = Release(kube, restricted_namespace, control_plane.kubeconfig, uri)
+    for role in ("champion", "challenger"):
+        found.report_ready(f"{NAME}-{role}", True)
+    return found
 
 
 def test_status(release: Release) -> None:
@@ -131,6 +146,22 @@ def test_set_can_point_the_challenger_at_a_version(release: Release) -> None:
     assert release.weights() == [95, 5]
 
 
+def test_set_refuses_more_traffic_for_a_challenger_that_is_not_ready(release: Release) -> None:
+    """A crash-looping challenger gets no more traffic (one line naming why); less is still allowed."""
+    release.report_ready(f"{NAME}-challenger", False, "Deployment does not have minimum availability")
+    code, out = release.canary("set", "30")
+    assert code != 0
+    assert out.strip().splitlines() == [
+        f"error: InferenceService {NAME}-challenger is not Ready (Deployment does not have minimum "
+        f"availability): no more traffic is sent to it (kubectl describe inferenceservice "
+        f"{NAME}-challenger says why)"
+    ], out
+    assert release.weights() == [90, 10]
+    code, out = release.canary("set", "0")
+    assert code == 0, out
+    assert release.weights() == [100, 0]
+
+
 @pytest.mark.parametrize("bad", ["150", "-1", "ten", "12.5", "101%"])
 def test_bad_percentage_is_refused_with_one_line(release: Release, bad: str) -> None:
     before = release.resource_versions()
@@ -160,7 +191,7 @@ def test_promote(release: Release, registry: tuple[str, MlflowClient]) -> None:
 
 def test_promote_moves_traffic_only_after_the_rolling_update(release: Release) -> None:
     """With --wait, the weights stay 90/10 until KServe reports the champion Ready again."""
-    ns, champion = release.namespace, f"{NAME}-champion"
+    champion = f"{NAME}-champion"
     result: dict[str, tuple[int, str]] = {}
     worker = threading.Thread(target=lambda: result.update(run=release.canary("promote", "--timeout", "60")))
     worker.start()
@@ -170,14 +201,7 @@ def test_promote_moves_traffic_only_after_the_rolling_update(release: Release) -
     assert release.uri(champion) == f"models:/{MODEL}/4"
     time.sleep(1.0)
     assert release.weights() == [90, 10], "traffic must not move before the champion is Ready"
-    isvc = release.kube.get(ISVC, "InferenceService", champion, ns)
-    status = {
-        "observedGeneration": isvc["metadata"]["generation"],
-        "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"}],
-    }
-    release.kube.resource(ISVC, "InferenceService").status.patch(
-        name=champion, namespace=ns, body={"status": status}, content_type="application/merge-patch+json"
-    )
+    release.report_ready(champion, True)
     worker.join(timeout=60)
     assert result["run"][0] == 0, result["run"][1]
     assert release.weights() == [100, 0]

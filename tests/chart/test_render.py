@@ -158,6 +158,24 @@ def test_canary_values_split_traffic(rendered: dict[str, list[dict]]) -> None:
     assert len(token["stringData"]["token"]) == 40
 
 
+def test_production_values_spread_replicas_and_budget_disruptions(rendered: dict[str, list[dict]]) -> None:
+    """Two replicas per role, each role's pods spread over nodes and zones, one PodDisruptionBudget
+    per role selecting exactly that role's pods; the default install (one replica) has no budget."""
+    objs = rendered["production-values"]
+    budgets = {o["metadata"]["name"]: o for o in objs if o["kind"] == "PodDisruptionBudget"}
+    isvcs = {o["metadata"]["name"]: o for o in objs if o["kind"] == "InferenceService"}
+    assert budgets.keys() == isvcs.keys()
+    for name, isvc in isvcs.items():
+        predictor = isvc["spec"]["predictor"]
+        assert predictor["minReplicas"] == 2
+        pod_labels = predictor["labels"]
+        assert budgets[name]["spec"] == {"maxUnavailable": 1, "selector": {"matchLabels": pod_labels}}
+        spread = predictor["topologySpreadConstraints"]
+        assert [c["topologyKey"] for c in spread] == ["kubernetes.io/hostname", "topology.kubernetes.io/zone"]
+        assert all(c["labelSelector"] == {"matchLabels": pod_labels} for c in spread)
+    assert not [o for o in rendered["default-values"] if o["kind"] == "PodDisruptionBudget"]
+
+
 def test_knative_mode_is_one_inferenceservice(rendered: dict[str, list[dict]]) -> None:
     objs = rendered["knative-values"]
     isvcs = [o for o in objs if o["kind"] == "InferenceService"]
