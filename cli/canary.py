@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
 import typer
+import yaml
+from jobs.canary.plan import Plan
 from rich.table import Table
 
 from cli.common import console, error_line, run, settings
 from fraudcore.errors import UnavailableError, UsageError
 from fraudcore.registry import Registry
 from jobs.canary import Canary, CanaryOutcome
+from jobs.canary import progress as progress_
+from jobs.canary.autopilot import Autopilot, PassReport, Sources
 from jobs.canary.metrics import live_numbers
-from jobs.canary.state import CanaryState, parse_percent
+from jobs.canary.progress import Progress
+from jobs.canary.state import GATEWAY, CanaryState, parse_percent
 
 app = typer.Typer(
     help="Champion/challenger canary on KServe: status, set PERCENT, promote, rollback.",
@@ -82,6 +89,23 @@ def _print_state(state: CanaryState, title: str) -> None:
     console.print(table)
 
 
+def _print_progress(progress: Progress) -> None:
+    """The analysis: its plan with the current step marked, the last checks, recent decisions."""
+    steps = [str(s) for s in Plan.from_mapping(progress.plan).steps] if progress.plan else []
+    shown = [
+        f"[bold]▶ {s}[/]" if i == progress.step and not progress.outcome else s for i, s in enumerate(steps)
+    ]
+    state = progress.outcome or ("paused" if progress.paused else f"step {progress.step + 1} of {len(steps)}")
+    console.print(
+        f"analysis of version {progress.challenger_version}: {state}, since {progress.step_started}"
+    )
+    console.print("plan: " + " → ".join([*shown, "promote"]))
+    if progress.checks:
+        _print_checks(progress.checks, "checks of the last pass")
+    for entry in progress.history[-5:]:
+        console.print(f"  {entry.at}  step {entry.step + 1}  {entry.action}: {entry.reason}")
+
+
 def _report(canary: Canary, outcome: CanaryOutcome, action: str) -> None:
     if outcome.changed:
         for change in outcome.changes:
@@ -106,6 +130,10 @@ def status(
     canary = _canary(namespace, name, kubeconfig, context)
     state = canary.status()
     _print_state(state, f"{canary.namespace}/{canary.name} ({state.mode} mode)")
+    if state.mode == "Standard" and (
+        progress := progress_.read(canary.objects.get(GATEWAY, name) or {"metadata": {}})
+    ):
+        _print_progress(progress)
     if not prometheus_url:
         return
     try:
@@ -181,3 +209,139 @@ def rollback(
 def plugin_main() -> None:
     """`kubectl fraud …`: the canary commands as a kubectl plugin."""
     run(app, prog_name="kubectl fraud")
+
+
+PlanOption = Annotated[
+    str | None,
+    typer.Option(
+        "--plan",
+        envvar="FRAUD_CANARY_PLAN",
+        help="The analysis plan: a JSON object, or a JSON/YAML file (keys as the chart's "
+        "canary.analysis.plan; default: the built-in plan).",
+    ),
+]
+PrometheusUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--prometheus-url", envvar="FRAUD_PROMETHEUS_URL", help="Prometheus the predictors report to."
+    ),
+]
+
+
+def _plan(text: str | None) -> Plan:
+    if not text:
+        return Plan()
+    try:
+        path = Path(text)
+        data = (
+            yaml.safe_load(path.read_text())
+            if not text.lstrip().startswith("{") and path.is_file()
+            else json.loads(text)
+        )
+    except (OSError, ValueError, yaml.YAMLError) as e:
+        raise UsageError(f"--plan is neither a JSON object nor a readable JSON/YAML file ({e})") from e
+    if not isinstance(data, dict):
+        raise UsageError("--plan must be a JSON/YAML object (steps, minMinutes, ...)")
+    return Plan.from_mapping(data)
+
+
+def _autopilot(ctx: typer.Context, canary: Canary, plan: str | None, prometheus_url: str | None) -> Autopilot:
+    config = settings(ctx)
+    if not prometheus_url:
+        raise UsageError(
+            "the analysis measures through Prometheus: give --prometheus-url (FRAUD_PROMETHEUS_URL)"
+        )
+    sources = Sources(prometheus_url, config.audit_dsn, config.pushgateway_url)
+    return Autopilot(canary, _plan(plan), sources, _registry(ctx, True))
+
+
+def _print_checks(checks: tuple[dict, ...], title: str) -> None:
+    table = Table(title=title)
+    for column in ("layer", "check", "challenger", "champion", "limit", "verdict", "detail"):
+        table.add_column(column)
+    colour = {"pass": "green", "fail": "red", "inconclusive": "yellow"}
+    for c in checks:
+        shown = [
+            f"{c[k]:.4g}" if isinstance(c.get(k), float) else str(c.get(k, "-"))
+            for k in ("value", "baseline", "limit")
+        ]
+        verdict = f"[{colour.get(c['verdict'], 'white')}]{c['verdict']}[/]"
+        table.add_row(c["layer"], c["name"], *shown, verdict, c.get("detail", ""))
+    console.print(table)
+
+
+def _print_pass(report: PassReport) -> None:
+    console.print(report.message)
+    for change in report.changes:
+        console.print(f"  changed: {change}")
+    if report.decision is not None and report.decision.checks:
+        _print_checks(tuple(asdict(c) for c in report.decision.checks), "checks")
+
+
+@app.command("analyze")
+def analyze(
+    ctx: typer.Context,
+    plan: PlanOption = None,
+    prometheus_url: PrometheusUrl = None,
+    namespace: Namespace = None,
+    name: Name = DEFAULT_NAME,
+    kubeconfig: Kubeconfig = None,
+    context: Context = None,
+) -> None:
+    """One pass of the automatic analysis (what the chart's CronJob runs every few minutes).
+
+    Measures the current step — service guardrails from Prometheus, behaviour and matured labels
+    from the audit log, each against the champion over the same window — and advances to the
+    plan's next step, holds (not enough data yet), promotes (gate re-run) or rolls back. A new
+    challenger version starts at the plan's first step. Every decision is recorded on the HTTPRoute,
+    as an Event on the challenger and as a tag on its MLflow version.
+    """
+    canary = _canary(namespace, name, kubeconfig, context)
+    _print_pass(_autopilot(ctx, canary, plan, prometheus_url).run_pass())
+
+
+def _by_hand(
+    ctx: typer.Context, namespace: str | None, name: str, kubeconfig: Path | None, context: str | None
+) -> Autopilot:
+    canary = _canary(namespace, name, kubeconfig, context)
+    return Autopilot(canary, Plan(), Sources("", None), _registry(ctx, True))
+
+
+@app.command("pause")
+def pause(
+    ctx: typer.Context,
+    namespace: Namespace = None,
+    name: Name = DEFAULT_NAME,
+    kubeconfig: Kubeconfig = None,
+    context: Context = None,
+) -> None:
+    """Pause the analysis: passes keep the traffic as it is and decide nothing until `resume`."""
+    _print_pass(_by_hand(ctx, namespace, name, kubeconfig, context).set_paused(True))
+
+
+@app.command("resume")
+def resume(
+    ctx: typer.Context,
+    namespace: Namespace = None,
+    name: Name = DEFAULT_NAME,
+    kubeconfig: Kubeconfig = None,
+    context: Context = None,
+) -> None:
+    """Resume a paused analysis at the step it was paused in."""
+    _print_pass(_by_hand(ctx, namespace, name, kubeconfig, context).set_paused(False))
+
+
+@app.command("abort")
+def abort(
+    ctx: typer.Context,
+    reason: Annotated[
+        str, typer.Option(help="Why, for the history, the Event and the registry.")
+    ] = "by hand",
+    namespace: Namespace = None,
+    name: Name = DEFAULT_NAME,
+    kubeconfig: Kubeconfig = None,
+    context: Context = None,
+) -> None:
+    """End the analysis of this challenger and roll back: all traffic and copies to the champion,
+    the challenger's version marked rejected."""
+    _print_pass(_by_hand(ctx, namespace, name, kubeconfig, context).abort(reason))

@@ -78,6 +78,10 @@ DRIFT_DETECTED = "max(fraud_drift_detected)"
 DRIFT_SHARE = "max(fraud_drift_share_of_drifted_features)"
 DRIFT_LAST_RUN_MS = "max(fraud_drift_last_run_timestamp_seconds) * 1000"
 DRIFT_LOWEST_P_VALUES = "bottomk(10, min by (feature) (fraud_drift_p_value))"
+CANARY_STEP = "max(fraud_canary_step)"
+CANARY_DECISIONS = "sum by (decision) (increase(fraud_canary_decisions_total[1h]))"
+CANARY_CHECK_VALUES = "max by (layer, check) (fraud_canary_check_value)"
+CANARY_CHECK_LIMITS = "max by (layer, check) (fraud_canary_check_limit)"
 
 
 @dataclass(frozen=True)
@@ -142,6 +146,10 @@ def dashboard_targets() -> dict[tuple[str, str], str]:
         ("Share of drifted features", "A"): DRIFT_SHARE,
         ("Last drift run", "A"): DRIFT_LAST_RUN_MS,
         ("Drift p-value per feature (lowest 10)", "A"): DRIFT_LOWEST_P_VALUES,
+        ("Canary step", "A"): CANARY_STEP,
+        ("Canary decisions per hour", "A"): CANARY_DECISIONS,
+        ("Canary checks: challenger's value and limit", "A"): CANARY_CHECK_VALUES,
+        ("Canary checks: challenger's value and limit", "B"): CANARY_CHECK_LIMITS,
     }
 
 
