@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from fraudcore.errors import GateRejectedError, UsageError
+from fraudcore.errors import UsageError
 from jobs.canary import Canary
 from jobs.canary import progress as progress_
 from jobs.canary.analysis import Decision, decide
@@ -22,6 +22,7 @@ from jobs.canary.collect import Window, measure
 from jobs.canary.progress import Progress
 from jobs.canary.publish import event, push_metrics, tag_version
 from jobs.canary.state import GATEWAY, KSERVE, CanaryError, CanaryState, not_ready
+from training.gate import GateRejectedError
 from training.pipeline import promote as gated_promote
 
 if TYPE_CHECKING:
