@@ -4,6 +4,7 @@ Simulates the counts one analysis pass reads (Prometheus and the audit log) ever
 runs the real `decide()` on them, for many seeded repetitions per scenario:
 
     uv run python -m benchmarks.canary_analysis [--reps 200 --bad-reps 100 --rate 50 --json]
+    uv run python -m benchmarks.canary_analysis --steps 5 10 25 50   # a plan without the shadow step
 
 Traffic: `--rate` client requests per second, 0.2 % fraud. Champion: error ratio 0.1 %, lognormal
 latency (median 1.5 ms, p99 4 ms), flag rate 0.5 % at the operating point, recall 0.8. Shadow
@@ -106,7 +107,9 @@ def _bins(rng: np.random.Generator, scored: np.ndarray, flagged: np.ndarray) -> 
     return np.concatenate([rng.multinomial(scored - flagged, BELOW), rng.multinomial(flagged, ABOVE)], axis=1)
 
 
-def draw_pass(rng: np.random.Generator, ch: Model, n: int, share: np.ndarray, shadow: np.ndarray):
+def draw_pass(
+    rng: np.random.Generator, ch: Model, n: int, share: np.ndarray, shadow: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """One pass of `n` client requests per rep: (window increments, label increments)."""
     reps = len(share)
     n_ch = np.where(shadow, n, rng.binomial(n, share))
@@ -155,7 +158,7 @@ def _caught_by(reason: str) -> str:
     return "deadline" if reason.startswith("inconclusive after") else reason.split(" failed:")[0]
 
 
-def simulate(plan: Plan, ch: Model, reps: int, rate: float, seed: int) -> list[tuple[str, float, str]]:
+def simulate(plan: Plan, ch: Model, reps: int, rate: float, seed: list[int]) -> list[tuple[str, float, str]]:
     """Per rep: (outcome promote / rollback / undecided, minutes since the start, check that decided)."""
     rng = np.random.default_rng(seed)
     n = round(rate * 60 * PASS_MINUTES)
@@ -189,7 +192,7 @@ def simulate(plan: Plan, ch: Model, reps: int, rate: float, seed: int) -> list[t
 def summarise(runs: list[tuple[str, float, str]]) -> dict:
     """Counts of each outcome, median minutes to each decision, and which checks rolled back."""
 
-    def median(action: str) -> float | None:  # fmt: skip
+    def median(action: str) -> float | None:
         minutes = [m for o, m, _ in runs if o == action]
         return float(np.median(minutes)) if minutes else None
 
@@ -243,9 +246,11 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=50, help="Client requests per second.")
     parser.add_argument("--label-delay-hours", type=float, default=6)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--steps", nargs="+", help="Plan steps instead of the default, e.g. 5 10 25 50.")
     parser.add_argument("--json", action="store_true", help="End with one JSON line of the results.")
     args = parser.parse_args()
-    plan = Plan(label_delay_hours=args.label_delay_hours)
+    steps = {"steps": [int(s) if s.isdigit() else s for s in args.steps]} if args.steps else {}
+    plan = Plan.from_mapping({**steps, "labelDelayHours": args.label_delay_hours})
     args.runs = {
         name: simulate(
             plan, model, args.reps if name == "clean" else args.bad_reps, args.rate, [args.seed, i]

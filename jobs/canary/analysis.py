@@ -15,8 +15,8 @@ tests (one window since the analysis began). Each test is an anytime-valid confi
 """
 
 import math
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, replace
+from typing import Any, Literal
 
 from fraudcore.errors import UsageError
 from jobs.canary.measurements import Behaviour, Measurements, ServiceCounts
@@ -59,7 +59,7 @@ def check_alpha(plan: Plan) -> float:
     return plan.alpha / (len(plan.steps) * per_step + 2)
 
 
-def _pair(counts: dict, kind: str, layer: Layer, name: str, limit: str) -> tuple | Check:
+def _pair(counts: dict[str, Any], kind: str, layer: Layer, name: str, limit: str) -> tuple[Any, Any] | Check:
     """Both roles' counts, or an inconclusive check saying which role has none yet."""
     challenger, champion = counts.get("challenger"), counts.get("champion")
     for role, value in (("challenger", challenger), ("champion", champion)):
@@ -103,8 +103,8 @@ def latency_check(plan: Plan, m: Measurements, alpha: float) -> Check:
     ch, cm = pair
     interval = difference(ch.slow, ch.requests, cm.slow, cm.requests, scale=plan.slow_margin, alpha=alpha)
     check = _excess(name, ch.slow / ch.requests, cm.slow / cm.requests, interval, plan.slow_margin)
-    bound = f" slower than {m.latency_bound_s * 1000:.1f} ms (champion p{plan.latency_quantile * 100:g})"
-    return Check(**{**check.__dict__, "detail": check.detail + bound})
+    bound = f"; slow: over {m.latency_bound_s * 1000:.1f} ms (champion p{plan.latency_quantile * 100:g})"
+    return replace(check, detail=check.detail + bound)
 
 
 def _band_verdict(above: Interval, below: Interval) -> tuple[Verdict, str]:
