@@ -1,5 +1,7 @@
 """Champion/challenger canary on Kubernetes: the live state (`state`), the Standard and Knative ways
-of moving traffic (`strategies`), the API access (`kube`) and per-role live numbers (`metrics`).
+of moving traffic (`strategies`), the API access (`kube`), per-role live numbers (`metrics`), and
+the automatic analysis: its plan (`plan`), what a pass measured (`measurements`), the anytime-valid
+tests (`sequential`) and the decision (`analysis`).
 
 Every command reads the live objects once, changes only what differs, and reads the state again
 afterwards; the registry's aliases follow promotions and rollbacks.
