@@ -1,7 +1,7 @@
 """The canary analysis plan: the steps a challenger walks through and the limits it is held to.
 
-The chart passes the plan as camelCase JSON (`Plan.from_mapping`); the analysis state records it
-back (`Plan.to_mapping`), so a pass always decides under the plan the canary started with.
+The chart passes the plan as camelCase JSON (`Plan.from_mapping`); each pass decides under the plan
+it is given and records it in the analysis state (`Plan.to_mapping`) for `fraud canary status`.
 """
 
 from collections.abc import Callable, Mapping

@@ -11,12 +11,12 @@ from urllib.parse import parse_qs, urlparse
 
 import psycopg
 import pytest
-from jobs.canary.plan import Plan
 
 from fraudcore import auditdb
 from fraudcore.errors import UnavailableError
 from jobs.canary.collect import Window, measure, quantile_edge, slower_than
 from jobs.canary.measurements import SCORE_EDGES
+from jobs.canary.plan import Plan
 from tests.support import free_port
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
