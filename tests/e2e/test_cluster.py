@@ -4,6 +4,7 @@ under load, the CronJobs, every PromQL expression of the dashboard and the rules
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import subprocess
@@ -66,21 +67,24 @@ def roles(release: Release, n: int, threads: int = 4) -> Counter[tuple[str, str]
 
 @dataclass
 class Load:
-    """Constant v2 traffic through the Gateway from a few threads, every outcome recorded."""
+    """Constant v2 traffic through the Gateway from a few threads, every outcome recorded; each
+    thread cycles through `bodies` (default: one all-zero transaction)."""
 
     release: Release
     threads: int = 4
+    bodies: list[dict] = field(default_factory=lambda: [features_body()])
     ok: Counter[tuple[str, str]] = field(default_factory=Counter)
     failures: list[str] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _pool: list[threading.Thread] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def _run(self) -> None:
+    def _run(self, first: int) -> None:
+        bodies = itertools.islice(itertools.cycle(self.bodies), first, None)
         with httpx.Client() as client:
             while not self._stop.is_set():
                 try:
-                    r = infer(client, self.release)
+                    r = infer(client, self.release, next(bodies))
                     outcome = None if r.status_code == 200 else f"HTTP {r.status_code}: {r.text[:200]}"
                 except httpx.HTTPError as e:
                     r, outcome = None, f"{type(e).__name__}: {e}"
@@ -93,7 +97,10 @@ class Load:
                         ] += 1
 
     def __enter__(self) -> Load:
-        self._pool = [threading.Thread(target=self._run, daemon=True) for _ in range(self.threads)]
+        spread = len(self.bodies) // self.threads
+        self._pool = [
+            threading.Thread(target=self._run, args=(i * spread,), daemon=True) for i in range(self.threads)
+        ]
         for t in self._pool:
             t.start()
         return self
