@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,3 +118,35 @@ def mlflow_server(workdir: Path, backend_store_uri: str | None = None) -> Iterat
     server = start_server(command, workdir, env, probe="/health", stop_signal=signal.SIGTERM)
     with running(server):
         yield server.wait().url
+
+
+@contextmanager
+def prometheus_endpoint(answer: Callable[[str], list[dict[str, Any]]]) -> Iterator[tuple[str, list[str]]]:
+    """A loopback HTTP endpoint answering Prometheus' `/api/v1/query` with `answer(query)`'s
+    samples; yields its URL and the queries it received."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from threading import Thread
+    from urllib.parse import parse_qs, urlparse
+
+    queries: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            query = parse_qs(urlparse(self.path).query)["query"][0]
+            queries.append(query)
+            body = {"status": "success", "data": {"resultType": "vector", "result": answer(query)}}
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(json.dumps(body).encode())
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}", queries
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -3,12 +3,7 @@
 The behaviour against a real kube-apiserver is covered in tests/chart/test_canary.py.
 """
 
-import json
-import socket
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlparse
 
 import pytest
 
@@ -16,6 +11,7 @@ from fraudcore.errors import InvalidInputError, UnavailableError
 from fraudcore.promql import live_queries
 from jobs.canary.metrics import live_numbers
 from jobs.canary.state import CanaryState, parse_percent
+from tests.support import free_port, prometheus_endpoint
 
 
 @pytest.mark.parametrize(("text", "value"), [("0", 0), ("10", 10), ("100", 100), ("25%", 25), (" 7 ", 7)])
@@ -36,34 +32,13 @@ def test_state_weights_add_up() -> None:
 
 @pytest.fixture
 def prometheus_api() -> Iterator[tuple[str, list[str]]]:
-    """A local HTTP endpoint answering /api/v1/query in Prometheus' response format."""
-    queries: list[str] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            query = parse_qs(urlparse(self.path).query)["query"][0]
-            queries.append(query)
-            result = [
-                {"metric": {"role": role}, "value": [0, value]}
-                for role, value in (("champion", "0.9"), ("challenger", "0.1"))
-            ]
-            body = json.dumps({"status": "success", "data": {"resultType": "vector", "result": result}})
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(body.encode())
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}", queries
-    finally:
-        server.shutdown()
-        server.server_close()
+    """Every query answered with one sample per role."""
+    samples = [
+        {"metric": {"role": role}, "value": [0, v]}
+        for role, v in (("champion", "0.9"), ("challenger", "0.1"))
+    ]
+    with prometheus_endpoint(lambda _: samples) as endpoint:
+        yield endpoint
 
 
 def test_live_numbers_per_role(prometheus_api: tuple[str, list[str]]) -> None:
@@ -76,8 +51,5 @@ def test_live_numbers_per_role(prometheus_api: tuple[str, list[str]]) -> None:
 
 
 def test_live_numbers_unreachable() -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     with pytest.raises(UnavailableError, match="not reachable"):
-        live_numbers(f"http://127.0.0.1:{port}", "fraud", timeout=1)
+        live_numbers(f"http://127.0.0.1:{free_port()}", "fraud", timeout=1)

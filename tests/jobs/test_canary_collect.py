@@ -1,13 +1,9 @@
 """What an analysis pass measures: per-role counts from a Prometheus query endpoint and from a real
 PostgreSQL audit log, over the step's window (service, behaviour, pairs) or the analysis's (labels)."""
 
-import json
 import math
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlparse
 
 import psycopg
 import pytest
@@ -17,7 +13,7 @@ from fraudcore.errors import UnavailableError
 from jobs.canary.collect import Window, measure, quantile_edge, slower_than
 from jobs.canary.measurements import SCORE_EDGES
 from jobs.canary.plan import Plan
-from tests.support import free_port
+from tests.support import free_port, prometheus_endpoint
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 STEP = NOW - timedelta(minutes=10)
@@ -34,45 +30,26 @@ HISTOGRAMS = {
 REJECTED = {("champion", "3"): 2.0, ("shadow", "4"): 40.0}
 
 
+def answer(query: str) -> list[dict]:
+    """The pass's three queries, answered from the tables above."""
+    if "fraud_request_seconds_bucket" in query:
+        return [
+            {"metric": {"role": r, "model_version": v, "le": str(le)}, "value": [0, str(n)]}
+            for (r, v), counts in HISTOGRAMS.items()
+            for le, n in zip(["+Inf" if e == math.inf else e for e in EDGES], counts, strict=True)
+        ]
+    if "fraud_rejected_requests_total" in query:
+        return [
+            {"metric": {"role": r, "model_version": v}, "value": [0, str(n)]}
+            for (r, v), n in REJECTED.items()
+        ]
+    return [{"metric": {}, "value": [0, "6000"]}]
+
+
 @pytest.fixture
 def prometheus() -> Iterator[tuple[str, list[str]]]:
-    """A Prometheus query endpoint answering the pass's three queries from the tables above."""
-    queries: list[str] = []
-
-    def answer(query: str) -> list[dict]:
-        if "fraud_request_seconds_bucket" in query:
-            return [
-                {"metric": {"role": r, "model_version": v, "le": str(le)}, "value": [0, str(n)]}
-                for (r, v), counts in HISTOGRAMS.items()
-                for le, n in zip(["+Inf" if e == math.inf else e for e in EDGES], counts, strict=True)
-            ]
-        if "fraud_rejected_requests_total" in query:
-            return [
-                {"metric": {"role": r, "model_version": v}, "value": [0, str(n)]}
-                for (r, v), n in REJECTED.items()
-            ]
-        return [{"metric": {}, "value": [0, "6000"]}]
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            query = parse_qs(urlparse(self.path).query)["query"][0]
-            queries.append(query)
-            body = {"status": "success", "data": {"resultType": "vector", "result": answer(query)}}
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(json.dumps(body).encode())
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}", queries
-    finally:
-        server.shutdown()
-        server.server_close()
+    with prometheus_endpoint(answer) as endpoint:
+        yield endpoint
 
 
 def window(shadow: bool = True) -> Window:
