@@ -14,6 +14,7 @@ from rich.table import Table
 
 from cli.common import console, error_line, run, settings
 from fraudcore.errors import UnavailableError, UsageError
+from fraudcore.names import ROLES, SHADOW
 from fraudcore.registry import Registry
 from jobs.canary import Canary, CanaryOutcome
 from jobs.canary import progress as progress_
@@ -23,7 +24,7 @@ from jobs.canary.progress import Progress
 from jobs.canary.state import GATEWAY, CanaryState, parse_percent
 
 app = typer.Typer(
-    help="Champion/challenger canary on KServe: status, set PERCENT, promote, rollback.",
+    help="Champion/challenger canary on KServe: status, set PERCENT, shadow PERCENT, promote, rollback.",
     no_args_is_help=True,
 )
 
@@ -43,6 +44,10 @@ Kubeconfig = Annotated[
     Path | None, typer.Option("--kubeconfig", envvar="KUBECONFIG", help="kubeconfig file.")
 ]
 Context = Annotated[str | None, typer.Option("--context", help="kubeconfig context.")]
+ChallengerVersion = Annotated[
+    int | None,
+    typer.Option("--challenger-version", min=1, help="Point the challenger at this version first."),
+]
 DEFAULT_NAME = "fraud-fraud-detection"
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
@@ -82,10 +87,12 @@ def _registry(ctx: typer.Context, enabled: bool) -> Registry | None:
 
 def _print_state(state: CanaryState, title: str) -> None:
     table = Table(title=title)
-    for column in ("role", "version", "weight %"):
+    for column in ("role", "version", "weight %", "shadow %"):
         table.add_column(column)
-    table.add_row("champion", str(state.champion_version), str(state.champion_weight))
-    table.add_row("challenger", str(state.challenger_version), str(state.challenger_weight))
+    table.add_row("champion", str(state.champion_version), str(state.champion_weight), "-")
+    table.add_row(
+        "challenger", str(state.challenger_version), str(state.challenger_weight), str(state.shadow_percent)
+    )
     console.print(table)
 
 
@@ -126,7 +133,8 @@ def status(
         typer.Option("--prometheus-url", envvar="FRAUD_PROMETHEUS_URL", help="Prometheus for live numbers."),
     ] = None,
 ) -> None:
-    """Show versions and weights, and per-role live numbers when Prometheus is reachable."""
+    """Show versions, weights and the shadow share, and per-role live numbers (the challenger's
+    mirrored requests as role `shadow`) when Prometheus is reachable."""
     canary = _canary(namespace, name, kubeconfig, context)
     state = canary.status()
     _print_state(state, f"{canary.namespace}/{canary.name} ({state.mode} mode)")
@@ -146,7 +154,7 @@ def status(
     table.add_column("role")
     for label in labels:
         table.add_column(label)
-    for role in ("champion", "challenger"):
+    for role in (*ROLES, *([SHADOW] if SHADOW in numbers else [])):
         row = numbers.get(role, {})
         table.add_row(role, *(f"{row[k]:.4g}" if k in row else "-" for k in labels))
     console.print(table)
@@ -155,22 +163,39 @@ def status(
 @app.command("set", context_settings={"ignore_unknown_options": True})
 def set_weight(
     percent: Annotated[str, typer.Argument(help="Share of traffic for the challenger, 0-100.")],
-    challenger_version: Annotated[
-        int | None,
-        typer.Option("--challenger-version", min=1, help="Point the challenger at this version first."),
-    ] = None,
+    challenger_version: ChallengerVersion = None,
     namespace: Namespace = None,
     name: Name = DEFAULT_NAME,
     kubeconfig: Kubeconfig = None,
     context: Context = None,
 ) -> None:
     """Send PERCENT % of the traffic to the challenger (the champion gets the rest)."""
-    try:
-        share = parse_percent(percent)
-    except UsageError as e:
-        raise typer.Exit(error_line(e)) from e
+    share = _percent(percent)
     canary = _canary(namespace, name, kubeconfig, context)
     _report(canary, canary.set_weight(share, challenger_version), "set")
+
+
+@app.command("shadow", context_settings={"ignore_unknown_options": True})
+def shadow(
+    percent: Annotated[str, typer.Argument(help="Share of all requests copied to the challenger, 0-100.")],
+    challenger_version: ChallengerVersion = None,
+    namespace: Namespace = None,
+    name: Name = DEFAULT_NAME,
+    kubeconfig: Kubeconfig = None,
+    context: Context = None,
+) -> None:
+    """Copy PERCENT % of the requests to the challenger as well (0 stops): it answers them, logged
+    and counted as role `shadow`; clients only ever get the routed answer. Standard mode only."""
+    share = _percent(percent)
+    canary = _canary(namespace, name, kubeconfig, context)
+    _report(canary, canary.set_shadow(share, challenger_version), "shadow")
+
+
+def _percent(text: str) -> int:
+    try:
+        return parse_percent(text)
+    except UsageError as e:
+        raise typer.Exit(error_line(e)) from e
 
 
 @app.command("promote")
@@ -186,7 +211,8 @@ def promote(
     timeout: Annotated[float, typer.Option(min=1, help="Seconds to wait for readiness.")] = 600,
     registry: Annotated[bool, typer.Option(help="Move the MLflow @champion alias too.")] = True,
 ) -> None:
-    """The champion takes the challenger's version; weights return to 100/0; aliases follow."""
+    """The champion takes the challenger's version; weights return to 100/0, the mirror goes;
+    aliases follow."""
     canary = _canary(namespace, name, kubeconfig, context)
     waiter = (lambda isvc: canary.wait_ready(isvc, timeout=timeout)) if wait else None
     _report(canary, canary.promote(_registry(ctx, registry), waiter), "promote")
@@ -201,7 +227,8 @@ def rollback(
     context: Context = None,
     registry: Annotated[bool, typer.Option(help="Tag the challenger's version rejected in MLflow.")] = True,
 ) -> None:
-    """All traffic to the champion at once; the challenger's version is marked rejected."""
+    """All traffic to the champion at once, no more copies to the challenger; the challenger's
+    version is marked rejected."""
     canary = _canary(namespace, name, kubeconfig, context)
     _report(canary, canary.rollback(_registry(ctx, registry)), "rollback")
 

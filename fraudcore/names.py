@@ -9,6 +9,9 @@ CHAMPION: Role = "champion"
 CHALLENGER: Role = "challenger"
 ROLES: tuple[Role, Role] = (CHAMPION, CHALLENGER)
 """The two roles of the canary; also the registry aliases that point at their versions."""
+SHADOW = "shadow"
+"""The role of the requests the route mirrors to the challenger (answered, never seen by a client):
+the role label of their audit rows, metric series and log lines."""
 
 MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w-]+))$")
 """`models:/<name>/<version>` or `models:/<name>@<alias>`."""

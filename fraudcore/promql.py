@@ -17,8 +17,9 @@ Builder = Callable[[str, str, str], str]
 
 
 def requests_rate(sel: str, by: str, window: str) -> str:
-    """Scored requests per second (KServe's predict histogram counts every scored request)."""
-    return f"sum by ({by}) (rate(request_predict_seconds_count{{{sel}}}[{window}]))"
+    """Scored requests per second (the predictor's latency histogram counts every scored request,
+    the mirrored ones under the role `shadow`)."""
+    return f"sum by ({by}) (rate(fraud_request_seconds_count{{{sel}}}[{window}]))"
 
 
 def rejected_rate(sel: str, by: str, window: str) -> str:
@@ -44,8 +45,8 @@ def _histogram_quantile(histogram: str, quantile: float) -> Builder:
 
 
 def latency_quantile(quantile: float) -> Builder:
-    """A quantile of the predict latency (seconds)."""
-    return _histogram_quantile("request_predict_seconds", quantile)
+    """A quantile of the scoring latency (seconds), per request."""
+    return _histogram_quantile("fraud_request_seconds", quantile)
 
 
 def batch_quantile(quantile: float) -> Builder:

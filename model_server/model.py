@@ -10,6 +10,7 @@ from kserve import InferOutput, InferRequest, InferResponse, Model
 from kserve.metrics import PREDICT_HIST_TIME
 
 from fraudcore.bundle import Bundle
+from fraudcore.names import SHADOW
 from fraudcore.reasons import Reasons, explain
 from fraudcore.registry import LoadedModel, Registry
 from fraudcore.settings import Settings
@@ -50,6 +51,7 @@ class FraudPredictor(Model):
         self.loaded: LoadedModel | None = None
         self.load_error: str | None = None
         self.metrics = ModelMetrics("none", self.role)
+        self.shadow_metrics = ModelMetrics("none", SHADOW)
         self._batcher: MicroBatcher | None = None
         self._decoder: Decoder | None = None
         self._audit: AuditLog | None = None
@@ -85,6 +87,7 @@ class FraudPredictor(Model):
             return False
         self.loaded = loaded
         self.metrics = ModelMetrics(loaded.version, self.role)
+        self.shadow_metrics = ModelMetrics(loaded.version, SHADOW)
         self.metrics.announce(loaded.bundle.card.kind, loaded.bundle.card.threshold)
         schema = loaded.bundle.card.schema
         self._decoder = Decoder(schema, self.settings.max_batch_rows)
@@ -121,21 +124,35 @@ class FraudPredictor(Model):
         if self._audit is not None:
             self._audit.close()
 
+    def series(self, shadow: bool) -> ModelMetrics:
+        """The metric series of a request: its own for a mirrored (`shadow`) one, else the role's."""
+        return self.shadow_metrics if shadow else self.metrics
+
     async def score(
-        self, batch: Batch, request_id: str, started: float, reasons: Reasons | None = None
+        self,
+        batch: Batch,
+        request_id: str,
+        started: float,
+        reasons: Reasons | None = None,
+        shadow: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Fraud probabilities and decisions for a decoded batch; records metrics and the audit rows
-        (with `reasons`, when the request asked for them, so the audit log need not compute them)."""
+        (with `reasons`, when the request asked for them, so the audit log need not compute them).
+
+        A `shadow` request (a copy the route mirrored here) is recorded under the role `shadow`
+        and left out of KServe's latency histogram, which keeps counting the role's own traffic."""
         if self._batcher is None or not self.ready:
             raise NotReadyError(f"model {self.name} is not ready: {self.load_error or 'still loading'}")
         bundle = self.bundle
         scores = await self._batcher.score(batch.x)
         decisions = bundle.decide(scores)
         latency = time.perf_counter() - started
-        self._latency.observe(latency)
-        self.metrics.scored(scores, decisions)
+        metrics = self.series(shadow)
+        if not shadow:
+            self._latency.observe(latency)
+        metrics.scored(scores, decisions, latency)
         if batch.unknown:
-            self.metrics.unknown_categories(batch.unknown)
+            metrics.unknown_categories(batch.unknown)
         if self._audit is not None:
             self._audit.record(
                 request_id,
@@ -143,7 +160,7 @@ class FraudPredictor(Model):
                 scores,
                 decisions,
                 self.version,
-                self.role,
+                SHADOW if shadow else self.role,
                 latency,
                 text=batch.text,
                 reasons=reasons,
@@ -161,14 +178,16 @@ class FraudPredictor(Model):
             return self.explain_rows(batch.x, top_k)
         return await asyncio.to_thread(self.explain_rows, batch.x, top_k)
 
-    async def explain(self, payload: dict, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    async def explain(
+        self, payload: dict, headers: dict[str, str] | None = None, shadow: bool = False
+    ) -> dict[str, Any]:
         """KServe's explain hook (`POST /v1/models/{name}:explain`): the v1 predictions, and each
         instance's reason codes in `explanations`, in-process."""
         started = time.perf_counter()
         batch = self.decoder.v1_doc(payload)
         reasons = await self.reasons(batch, self.decoder.top_k(codec.v1_top_k(payload)))
         request_id = (headers or {}).get("x-request-id", "")
-        scores, decisions = await self.score(batch, request_id, started, reasons)
+        scores, decisions = await self.score(batch, request_id, started, reasons, shadow)
         return codec.explanations_v1(self.version, scores, decisions, reasons)
 
     def check_served(self, name: str, version: str | None = None) -> None:

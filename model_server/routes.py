@@ -27,6 +27,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fraudcore.errors import FraudError
+from fraudcore.names import SHADOW
 from model_server import codec, openapi
 from model_server.errors import (
     BatchTooLargeError,
@@ -44,6 +45,9 @@ logger = logging.getLogger("model_server.requests")
 
 REQUEST_ID_HEADER = b"x-request-id"
 JSON_LENGTH_HEADER = b"inference-header-content-length"
+SHADOW_HOST_SUFFIX = b"-shadow"
+"""What Envoy appends to the host of every request it mirrors, before any port
+(`fraud.example.com-shadow`, `10.0.0.7-shadow:8080`): how a mirrored copy is told apart."""
 PROTECTED_PREFIXES = ("/v1/models", "/v2/models", "/v2/repository")
 """Paths that need the shared token when one is set; health, metrics and server metadata do not."""
 
@@ -61,9 +65,15 @@ SERVER_METADATA = {
 Headers = list[tuple[bytes, bytes]]
 Scored = tuple[bytes, Headers, int]
 """A scoring endpoint's answer: body, headers and the number of rows scored."""
-Handler = Callable[[codec.Decoder, bytes, bytes | None, str, float], Awaitable[Scored]]
+Handler = Callable[[codec.Decoder, bytes, bytes | None, str, float, bool], Awaitable[Scored]]
 Route = tuple[Handler, str, str | None]
 """A scoring endpoint's handler, the model name in its URL and the version, when the URL names one."""
+
+
+def is_shadow(host: bytes) -> bool:
+    """Whether a Host header names a mirrored copy (its host part ends with `SHADOW_HOST_SUFFIX`)."""
+    name, colon, port = host.rpartition(b":")
+    return (name if colon and port.isdigit() else host).endswith(SHADOW_HOST_SUFFIX)
 
 
 def install(app: FastAPI, model: FraudPredictor) -> None:
@@ -100,6 +110,10 @@ async def _invalid_request(_: Request, error: Exception) -> Response:
 class ScoringMiddleware:
     """Request id on every response, the optional shared-token check, and the scoring endpoints.
 
+    A request whose Host names a mirrored copy is scored as usual and recorded under the role
+    `shadow` (audit rows, metric series, log line); its response headers still name the
+    predictor's role (nobody reads a mirror's response).
+
     It is the outermost ASGI app (uvicorn calls it directly): a scoring request passes through
     nothing else, while every other request goes on to KServe's app and its middleware.
     """
@@ -119,9 +133,12 @@ class ScoringMiddleware:
         started = time.perf_counter()
         request_id = authorization = json_length = None
         length = 0
+        shadow = False
         for key, value in scope["headers"]:
             if key == REQUEST_ID_HEADER:
                 request_id = value
+            elif key == b"host":
+                shadow = is_shadow(value)
             elif key == b"authorization":
                 authorization = value
             elif key == JSON_LENGTH_HEADER:
@@ -136,7 +153,7 @@ class ScoringMiddleware:
         if self.expected and path.startswith(PROTECTED_PREFIXES):
             if authorization is None or not hmac.compare_digest(authorization, self.expected):
                 error = UnauthorizedError("missing or wrong bearer token (Authorization: Bearer <token>)")
-                status, body, headers = self._reject(error, scope, rid, started)
+                status, body, headers = self._reject(error, scope, rid, started, shadow)
                 headers.append((b"www-authenticate", b"Bearer"))
                 await _respond(send, status, body, headers, request_id)
                 return
@@ -156,14 +173,15 @@ class ScoringMiddleware:
             if length > decoder.max_bytes:
                 raise self._too_large(f"request body of {length} bytes")
             body = await self._read_body(receive, decoder.max_bytes)
-            content, headers, rows = await score(decoder, body, json_length, rid, started)
+            content, headers, rows = await score(decoder, body, json_length, rid, started, shadow)
         except FraudError as e:
-            status, content, headers = self._reject(e, scope, rid, started)
+            status, content, headers = self._reject(e, scope, rid, started, shadow)
         except Exception:  # a bug, not the caller's mistake: a fixed answer, the traceback in the log
-            status, content, headers = self._reject(InternalError(), scope, rid, started, failed=True)
+            error = InternalError()
+            status, content, headers = self._reject(error, scope, rid, started, shadow, failed=True)
         else:
             status = 200
-            self._log(scope, status, rid, started, rows=rows)
+            self._log(scope, status, rid, started, shadow, rows=rows)
         await _respond(send, status, content, headers, request_id)
 
     def _handler(self, method: str, path: str) -> Route | None:
@@ -196,12 +214,18 @@ class ScoringMiddleware:
         return BatchTooLargeError(f"{what} is over the limit for {self.max_rows} rows per request")
 
     async def _infer_v2(
-        self, decoder: codec.Decoder, body: bytes, json_length: bytes | None, rid: str, started: float
+        self,
+        decoder: codec.Decoder,
+        body: bytes,
+        json_length: bytes | None,
+        rid: str,
+        started: float,
+        shadow: bool,
     ) -> Scored:
         decoded = decoder.v2(body, _json_length(json_length))
         asked = decoded.reasons
         reasons = None if asked is None else await self.model.reasons(decoded.batch, asked.top_k)
-        scores, decisions = await self.model.score(decoded.batch, rid, started, reasons)
+        scores, decisions = await self.model.score(decoded.batch, rid, started, reasons, shadow)
         content, binary_length = codec.encode_v2(
             self.model.name,
             self.model.version,
@@ -218,18 +242,30 @@ class ScoringMiddleware:
         return content, headers, len(scores)
 
     async def _predict_v1(
-        self, decoder: codec.Decoder, body: bytes, json_length: bytes | None, rid: str, started: float
+        self,
+        decoder: codec.Decoder,
+        body: bytes,
+        json_length: bytes | None,
+        rid: str,
+        started: float,
+        shadow: bool,
     ) -> Scored:
         batch = decoder.v1(body)
-        scores, decisions = await self.model.score(batch, rid, started)
+        scores, decisions = await self.model.score(batch, rid, started, shadow=shadow)
         content = codec.encode_v1(self.model.version, scores, decisions)
         return content, [*_JSON, *self._model_headers()], len(scores)
 
     async def _explain_v1(
-        self, decoder: codec.Decoder, body: bytes, json_length: bytes | None, rid: str, started: float
+        self,
+        decoder: codec.Decoder,
+        body: bytes,
+        json_length: bytes | None,
+        rid: str,
+        started: float,
+        shadow: bool,
     ) -> Scored:
         """`:explain` through the model's own explain hook, as KServe's v1 route would call it."""
-        answer = await self.model.explain(codec.load_json(body), {REQUEST_ID_HEADER.decode(): rid})
+        answer = await self.model.explain(codec.load_json(body), {REQUEST_ID_HEADER.decode(): rid}, shadow)
         content = orjson.dumps(answer)
         return content, [*_JSON, *self._model_headers()], len(answer["predictions"])
 
@@ -241,13 +277,20 @@ class ScoringMiddleware:
         return self._headers
 
     def _reject(
-        self, error: FraudError, scope: Scope, rid: str, started: float, failed: bool = False
+        self,
+        error: FraudError,
+        scope: Scope,
+        rid: str,
+        started: float,
+        shadow: bool,
+        failed: bool = False,
     ) -> tuple[int, bytes, Headers]:
         """The error answer, counted by reason and logged once (with the traceback when `failed`)."""
         reason, message = reason_of(error), message_of(error)
-        self.model.metrics.rejected(reason)
+        self.model.series(shadow).rejected(reason)
         level = logging.ERROR if failed else logging.INFO
-        self._log(scope, error.status_code, rid, started, level, failed, rows=0, error=message, reason=reason)
+        fields = {"rows": 0, "error": message, "reason": reason}
+        self._log(scope, error.status_code, rid, started, shadow, level, failed, **fields)
         return error.status_code, orjson.dumps({"error": message}), [*_JSON, *self._model_headers()]
 
     def _log(
@@ -256,6 +299,7 @@ class ScoringMiddleware:
         status: int,
         rid: str,
         started: float,
+        shadow: bool,
         level: int = logging.INFO,
         exc_info: bool = False,
         **fields: Any,
@@ -272,7 +316,7 @@ class ScoringMiddleware:
                 "status": status,
                 "latency_ms": round((time.perf_counter() - started) * 1000, 3),
                 "model_version": self.model.version,
-                "role": self.model.role,
+                "role": SHADOW if shadow else self.model.role,
                 **fields,
             },
         )

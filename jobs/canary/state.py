@@ -2,7 +2,8 @@
 
 Standard (RawDeployment) mode: InferenceServices `<name>-champion` and `<name>-challenger`, each
 pinned to a registry version by `FRAUD_MODEL_URI`, and HTTPRoute `<name>` whose backendRefs carry
-the weights. Knative mode: one InferenceService `<name>` whose newest revision gets
+the weights and whose optional `RequestMirror` filter copies a share of the requests to the
+challenger (shadow traffic). Knative mode: one InferenceService `<name>` whose newest revision gets
 `canaryTrafficPercent`; the versions of both roles are kept in its annotations.
 """
 
@@ -15,6 +16,7 @@ from fraudcore.names import CHALLENGER_ANNOTATION, CHAMPION_ANNOTATION, MODEL_UR
 Mode = Literal["Standard", "Knative"]
 KSERVE = ("serving.kserve.io", "v1beta1", "inferenceservices")
 GATEWAY = ("gateway.networking.k8s.io", "v1", "httproutes")
+MIRROR = "RequestMirror"
 
 
 class CanaryError(FraudError):
@@ -33,12 +35,14 @@ def parse_percent(text: str) -> int:
 
 @dataclass(frozen=True)
 class CanaryState:
-    """Versions and traffic split as they are live in the cluster."""
+    """Versions, traffic split and shadow share as they are live in the cluster."""
 
     mode: Mode
     champion_version: int
     challenger_version: int
     challenger_weight: int
+    shadow_percent: int = 0
+    """Share of all requests also copied to the challenger, whose answers nobody sees (Knative: 0)."""
 
     @property
     def champion_weight(self) -> int:
@@ -85,6 +89,11 @@ def pinned_model(isvc: dict[str, Any]) -> tuple[str, int]:
     return match["name"], int(match["version"])
 
 
+def predictor_service(isvc_name: str) -> str:
+    """The Service KServe creates for an InferenceService's predictor (Standard mode)."""
+    return f"{isvc_name}-predictor"
+
+
 def backend_indexes(
     route: dict[str, Any], champion: str, challenger: str
 ) -> tuple[int, int, list[dict[str, Any]]]:
@@ -95,25 +104,50 @@ def backend_indexes(
     except (KeyError, IndexError) as e:
         raise CanaryError(f"HTTPRoute {name} has no backendRefs") from e
     names = [r.get("name") for r in refs]
-    wanted = (f"{champion}-predictor", f"{challenger}-predictor")
+    wanted = (predictor_service(champion), predictor_service(challenger))
     missing = [w for w in wanted if w not in names]
     if missing:
         raise CanaryError(f"HTTPRoute {name} does not route to {', '.join(missing)}")
     return names.index(wanted[0]), names.index(wanted[1]), refs
 
 
+def mirror_index(route: dict[str, Any], service: str) -> int | None:
+    """Position of the route's rule-0 `RequestMirror` filter copying requests to `service`, or None."""
+    for i, item in enumerate(route["spec"]["rules"][0].get("filters") or []):
+        if (
+            item.get("type") == MIRROR
+            and item.get("requestMirror", {}).get("backendRef", {}).get("name") == service
+        ):
+            return i
+    return None
+
+
+def shadow_share(route: dict[str, Any], service: str) -> int:
+    """Percent of the requests rule 0 mirrors to `service` (0 without such a filter): the filter's
+    `percent`, or its `fraction`, or 100 when it names neither (Gateway API's default)."""
+    i = mirror_index(route, service)
+    if i is None:
+        return 0
+    mirror = route["spec"]["rules"][0]["filters"][i]["requestMirror"]
+    if "percent" in mirror:
+        return int(mirror["percent"])
+    if fraction := mirror.get("fraction"):
+        return round(100 * fraction["numerator"] / fraction.get("denominator", 100))
+    return 100
+
+
 def standard_state(
     champion: dict[str, Any], challenger: dict[str, Any], route: dict[str, Any]
 ) -> CanaryState:
-    """Standard mode: each role's pinned version, the challenger's weight on the route."""
-    _, i_challenger, refs = backend_indexes(
-        route, champion["metadata"]["name"], challenger["metadata"]["name"]
-    )
+    """Standard mode: each role's pinned version, the challenger's weight and shadow share on the route."""
+    name = challenger["metadata"]["name"]
+    _, i_challenger, refs = backend_indexes(route, champion["metadata"]["name"], name)
     return CanaryState(
         mode="Standard",
         champion_version=pinned_model(champion)[1],
         challenger_version=pinned_model(challenger)[1],
         challenger_weight=int(refs[i_challenger].get("weight", 1)),
+        shadow_percent=shadow_share(route, predictor_service(name)),
     )
 
 

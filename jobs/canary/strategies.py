@@ -21,6 +21,7 @@ from jobs.canary.kube import Objects
 from jobs.canary.state import (
     GATEWAY,
     KSERVE,
+    MIRROR,
     CanaryError,
     CanaryState,
     Mode,
@@ -28,8 +29,10 @@ from jobs.canary.state import (
     env_index,
     env_list,
     knative_state,
+    mirror_index,
     not_ready,
     pinned_model,
+    predictor_service,
     standard_state,
 )
 
@@ -44,6 +47,8 @@ class Strategy(Protocol):
     def state(self) -> CanaryState: ...
 
     def set_weight(self, percent: int, challenger_version: int | None) -> list[str]: ...
+
+    def set_shadow(self, percent: int, challenger_version: int | None) -> list[str]: ...
 
     def promote(self, wait_ready: WaitReady | None) -> tuple[int, list[str]]:
         """The champion takes the challenger's version; returns that version and the changes."""
@@ -69,7 +74,8 @@ def _escape(key: str) -> str:
 
 
 class StandardStrategy:
-    """Two InferenceServices, one per role; the HTTPRoute's backendRefs carry the weights."""
+    """Two InferenceServices, one per role; the HTTPRoute's backendRefs carry the weights, its
+    optional `RequestMirror` filter the shadow share."""
 
     mode: Mode = "Standard"
 
@@ -81,26 +87,44 @@ class StandardStrategy:
         return standard_state(self.champion, self.challenger, self.route)
 
     def set_weight(self, percent: int, challenger_version: int | None) -> list[str]:
-        name = self.challenger["metadata"]["name"]
-        if percent > self.state().challenger_weight and (problem := not_ready(self.challenger)):
-            raise CanaryError(
-                f"InferenceService {name} is not Ready ({problem}): no more traffic is sent to it "
-                f"(kubectl describe inferenceservice {name} says why)"
-            )
+        if percent > self.state().challenger_weight:
+            self._refuse_unless_ready("no more traffic is sent to it")
         changes = self._set_version(self.challenger, challenger_version) if challenger_version else []
-        return changes + self._set_weights(percent)
+        return changes + self._patch_route(*self._weight_ops(percent))
+
+    def set_shadow(self, percent: int, challenger_version: int | None) -> list[str]:
+        if percent > self.state().shadow_percent:
+            self._refuse_unless_ready("no more requests are mirrored to it")
+        changes = self._set_version(self.challenger, challenger_version) if challenger_version else []
+        return changes + self._patch_route(*self._mirror_ops(percent))
 
     def promote(self, wait_ready: WaitReady | None) -> tuple[int, list[str]]:
         version = pinned_model(self.challenger)[1]
         changes = self._set_version(self.champion, version)
         if changes and wait_ready:
             wait_ready(self.champion["metadata"]["name"])
-        return version, changes + self._set_weights(0)
+        return version, changes + self.rollback()
 
     def rollback(self) -> list[str]:
-        return self._set_weights(0)
+        """All traffic to the champion and no more copies to the challenger, in one patch."""
+        weight_ops, weight_changes = self._weight_ops(0)
+        mirror_ops, mirror_changes = self._mirror_ops(0)
+        return self._patch_route(weight_ops + mirror_ops, weight_changes + mirror_changes)
 
-    def _set_weights(self, challenger_weight: int) -> list[str]:
+    def _refuse_unless_ready(self, consequence: str) -> None:
+        name = self.challenger["metadata"]["name"]
+        if problem := not_ready(self.challenger):
+            raise CanaryError(
+                f"InferenceService {name} is not Ready ({problem}): {consequence} "
+                f"(kubectl describe inferenceservice {name} says why)"
+            )
+
+    def _patch_route(self, ops: list[dict[str, Any]], changes: list[str]) -> list[str]:
+        if ops:
+            self.objects.patch(GATEWAY, self.name, ops)
+        return changes
+
+    def _weight_ops(self, challenger_weight: int) -> tuple[list[dict[str, Any]], list[str]]:
         i_champion, i_challenger, refs = backend_indexes(
             self.route, self.champion["metadata"]["name"], self.challenger["metadata"]["name"]
         )
@@ -116,10 +140,30 @@ class StandardStrategy:
                         "value": weight,
                     },
                 ]
-        if not ops:
-            return []
-        self.objects.patch(GATEWAY, self.name, ops)
-        return [f"weights {100 - challenger_weight}/{challenger_weight}"]
+        return ops, [f"weights {100 - challenger_weight}/{challenger_weight}"] if ops else []
+
+    def _mirror_ops(self, percent: int) -> tuple[list[dict[str, Any]], list[str]]:
+        """Add the mirror filter, set its share or remove it (other filters stay), guarded by a test
+        of the filters as read (of the resourceVersion while the rule has none)."""
+        if percent == self.state().shadow_percent:
+            return [], []
+        service = predictor_service(self.challenger["metadata"]["name"])
+        backend = {"backendRef": {"name": service, "port": 80}, "percent": percent}
+        mirror, path = {"type": MIRROR, "requestMirror": backend}, "/spec/rules/0/filters"
+        change = f"mirror {percent}% to {service}" if percent else f"mirror to {service} removed"
+        filters = self.route["spec"]["rules"][0].get("filters")
+        if filters is None:
+            version = self.route["metadata"]["resourceVersion"]
+            guard = {"op": "test", "path": "/metadata/resourceVersion", "value": version}
+            return [guard, {"op": "add", "path": path, "value": [mirror]}], [change]
+        i = mirror_index(self.route, service)
+        if i is None:
+            op = {"op": "add", "path": f"{path}/-", "value": mirror}
+        elif percent == 0:
+            op = {"op": "remove", "path": path if len(filters) == 1 else f"{path}/{i}"}
+        else:
+            op = {"op": "replace", "path": f"{path}/{i}", "value": mirror}
+        return [{"op": "test", "path": path, "value": filters}, op], [change]
 
     def _set_version(self, isvc: dict[str, Any], version: int) -> list[str]:
         uri = version_uri(pinned_model(isvc)[0], version)
@@ -145,6 +189,12 @@ class KnativeStrategy:
         state = self.state()
         target = challenger_version or state.challenger_version
         return self._apply(champion=state.champion_version, challenger=target, weight=percent)
+
+    def set_shadow(self, percent: int, challenger_version: int | None) -> list[str]:
+        raise CanaryError(
+            f"{self.name} runs in Knative mode: shadow traffic needs the HTTPRoute of Standard mode "
+            "(predictor.deploymentMode=Standard)"
+        )
 
     def promote(self, wait_ready: WaitReady | None) -> tuple[int, list[str]]:
         version = self.state().challenger_version

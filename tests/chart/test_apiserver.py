@@ -73,6 +73,13 @@ def _state(kube: cluster.Kube, ns: str, name: str) -> tuple[str, str, list[int]]
     return uri("champion"), uri("challenger"), [r["weight"] for r in route["spec"]["rules"][0]["backendRefs"]]
 
 
+def _mirrored(kube: cluster.Kube, ns: str, name: str) -> list[tuple[str, int]]:
+    """The Services rule 0 mirrors to, with their percent."""
+    route = kube.get("gateway.networking.k8s.io/v1", "HTTPRoute", name, ns)
+    mirrors = [f["requestMirror"] for f in route["spec"]["rules"][0].get("filters", [])]
+    return [(m["backendRef"]["name"], m["percent"]) for m in mirrors]
+
+
 def test_helm_upgrade_keeps_live_canary_state(
     helm: Helm, control_plane: cluster.ControlPlane, kube: cluster.Kube, restricted_namespace: str
 ) -> None:
@@ -110,14 +117,25 @@ def test_helm_upgrade_keeps_live_canary_state(
             {"op": "replace", "path": "/spec/rules/0/backendRefs/1/weight", "value": 0},
         ],
     )
+    # What `fraud canary shadow 50` leaves behind, done with the kubectl patch from the chart README.
+    challenger = f"{name}-challenger-predictor"
+    backend = {"backendRef": {"name": challenger, "port": 80}, "percent": 50}
+    route.patch(
+        name=name, namespace=ns, content_type="application/json-patch+json",
+        body=[{"op": "add", "path": "/spec/rules/0/filters",
+               "value": [{"type": "RequestMirror", "requestMirror": backend}]}],
+    )  # fmt: skip
 
     out = helm("upgrade", *args, kubeconfig=control_plane.kubeconfig)
     assert _state(kube, ns, name) == ("models:/fraud-detector/4", "models:/fraud-detector/4", [100, 0])
+    assert _mirrored(kube, ns, name) == [(challenger, 50)]
     assert "The live state was kept" in out.stdout
+    assert "shadow 50%" in out.stdout
     assert client.CoreV1Api(kube.api).read_namespaced_secret(f"{name}-db", ns).data["password"] == secret
 
     helm("upgrade", *args, "--set", "canary.respectLiveState=false", kubeconfig=control_plane.kubeconfig)
     assert _state(kube, ns, name) == ("models:/fraud-detector/3", "models:/fraud-detector/4", [90, 10])
+    assert _mirrored(kube, ns, name) == []
 
 
 def test_canary_service_account_is_least_privilege(

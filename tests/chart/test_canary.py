@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 from cli import app
 from fraudcore.names import CHALLENGER, CHAMPION, STATUS_TAG
+from jobs.canary.state import CanaryError
 from tests.chart import cluster
 from tests.chart.conftest import CHART, REPO
 from tests.support import free_port
@@ -29,6 +30,7 @@ ISVC = "serving.kserve.io/v1beta1"
 ROUTE = "gateway.networking.k8s.io/v1"
 NAME = "fraud-fraud-detection"
 MODEL = "fraud-detector"
+CHALLENGER_SVC = f"{NAME}-challenger-predictor"
 
 
 @dataclass
@@ -45,6 +47,14 @@ class Release:
     def weights(self) -> list[int]:
         route = self.kube.get(ROUTE, "HTTPRoute", NAME, self.namespace)
         return [r["weight"] for r in route["spec"]["rules"][0]["backendRefs"]]
+
+    def filters(self) -> list[tuple[str, str | None, int | None]]:
+        """Rule 0's filters as (type, mirrored Service, percent)."""
+        route = self.kube.get(ROUTE, "HTTPRoute", NAME, self.namespace)
+        found = route["spec"]["rules"][0].get("filters") or []
+        mirrors = [f.get("requestMirror", {}) for f in found]
+        pairs = zip(found, mirrors, strict=True)
+        return [(f["type"], m.get("backendRef", {}).get("name"), m.get("percent")) for f, m in pairs]
 
     def versions(self) -> dict[str, str]:
         return {"champion": self.uri(f"{NAME}-champion"), "challenger": self.uri(f"{NAME}-challenger")}
@@ -177,6 +187,49 @@ def test_bad_percentage_is_refused_with_one_line(release: Release, bad: str) -> 
     assert release.resource_versions() == before
 
 
+def test_shadow_adds_changes_and_removes_only_the_mirror(release: Release) -> None:
+    """`fraud canary shadow` against the real Gateway API CRD: the weights stay, other filters stay."""
+    code, out = release.canary("shadow", "20")
+    assert code == 0, out
+    assert f"shadow: mirror 20% to {CHALLENGER_SVC}" in out
+    assert re.search(r"challenger\s*│\s*4\s*│\s*10\s*│\s*20\b", out), out
+    assert release.filters() == [("RequestMirror", CHALLENGER_SVC, 20)]
+    assert release.weights() == [90, 10]
+    before = release.resource_versions()
+    assert "shadow: nothing to change" in release.canary("shadow", "20%")[1]
+    assert release.resource_versions() == before
+    header = {
+        "type": "RequestHeaderModifier",
+        "requestHeaderModifier": {"set": [{"name": "x-a", "value": "1"}]},
+    }
+    release.kube.resource(ROUTE, "HTTPRoute").patch(
+        name=NAME, namespace=release.namespace, content_type="application/json-patch+json",
+        body=[{"op": "add", "path": "/spec/rules/0/filters/0", "value": header}],
+    )  # fmt: skip
+    assert release.canary("shadow", "50")[0] == 0
+    assert release.filters() == [("RequestHeaderModifier", None, None), ("RequestMirror", CHALLENGER_SVC, 50)]
+    code, out = release.canary("shadow", "0")
+    assert code == 0 and f"shadow: mirror to {CHALLENGER_SVC} removed" in out, out
+    assert release.filters() == [("RequestHeaderModifier", None, None)]
+    assert "shadow %" in release.canary("status")[1]
+
+
+def test_shadow_refuses_more_copies_for_a_challenger_that_is_not_ready(release: Release) -> None:
+    release.report_ready(f"{NAME}-challenger", False, "Deployment does not have minimum availability")
+    with pytest.raises(CanaryError, match=r"not Ready \(.*\): no more requests are mirrored to it"):
+        release.canary("shadow", "10")
+    assert release.filters() == []
+
+
+@pytest.mark.parametrize("action", [("rollback", "--no-registry"), ("promote", "--no-wait", "--no-registry")])
+def test_rollback_and_promote_remove_the_mirror(release: Release, action: tuple[str, ...]) -> None:
+    assert release.canary("shadow", "30")[0] == 0
+    code, out = release.canary(*action)
+    assert code == 0, out
+    assert release.filters() == []
+    assert release.weights() == [100, 0]
+
+
 def test_promote(release: Release, registry: tuple[str, MlflowClient]) -> None:
     _, client = registry
     code, out = release.canary("promote", "--no-wait")
@@ -235,6 +288,7 @@ def test_canary_service_account_can_run_every_command(
     for args in (
         ("status",),
         ("set", "50"),
+        ("shadow", "20"),
         ("promote", "--no-wait", "--no-registry"),
         ("rollback", "--no-registry"),
     ):
@@ -313,6 +367,8 @@ def test_knative_mode(
 
     assert rel.canary("set", "30")[0] == 0
     assert isvc()[0]["canaryTrafficPercent"] == 30
+    with pytest.raises(CanaryError, match="Knative mode: shadow traffic needs the HTTPRoute"):
+        rel.canary("shadow", "10")
 
     assert rel.canary("rollback", "--no-registry")[0] == 0
     predictor, env, _ = isvc()

@@ -206,6 +206,32 @@ def test_the_canary_reader_reads_what_the_chart_renders(rendered: dict[str, list
     assert knative_state(knative) == CanaryState("Knative", 3, 4, 20)
 
 
+def test_shadow_percent_renders_a_mirror_to_the_challenger(
+    render: Render, rendered: dict[str, list[dict]], schema_index: SchemaIndex
+) -> None:
+    """`canary.shadowPercent` is the route's RequestMirror filter, valid for the Gateway API CRD and
+    read back by the canary tooling; without it (every scenario) the route has no filters."""
+    objs = render("-f", str(CHART / "ci" / "canary-values.yaml"), "--set", "canary.shadowPercent=30")
+    standard = {o["metadata"]["name"]: o for o in objs if o["kind"] in ("InferenceService", "HTTPRoute")}
+    route = standard["fraud-fraud-detection"]
+    assert route["spec"]["rules"][0]["filters"] == [
+        {
+            "type": "RequestMirror",
+            "requestMirror": {
+                "backendRef": {"name": "fraud-fraud-detection-challenger-predictor", "port": 80},
+                "percent": 30,
+            },
+        }
+    ]
+    assert not schema_index.errors(route)
+    state = standard_state(
+        standard["fraud-fraud-detection-champion"], standard["fraud-fraud-detection-challenger"], route
+    )
+    assert state == CanaryState("Standard", 3, 4, 10, shadow_percent=30)
+    routes = [o for objs in rendered.values() for o in objs if o["kind"] == "HTTPRoute"]
+    assert routes and not [r for r in routes if "filters" in r["spec"]["rules"][0]]
+
+
 def test_retrain_job_can_start_a_canary(rendered: dict[str, list[dict]]) -> None:
     jobs = {o["metadata"]["name"]: o for o in rendered["canary-values"] if o["kind"] == "CronJob"}
     pod = jobs["fraud-fraud-detection-retrain"]["spec"]["jobTemplate"]["spec"]["template"]["spec"]
@@ -260,8 +286,8 @@ KNOWN_METRICS = {
     "fraud_batch_size_bucket",
     "fraud_rejected_requests_total",
     "fraud_model_info",
-    "request_predict_seconds_count",
-    "request_predict_seconds_bucket",
+    "fraud_request_seconds_count",
+    "fraud_request_seconds_bucket",
     "fraud_drift_detected",
     "fraud_drift_share_of_drifted_features",
     "fraud_drift_p_value",
@@ -351,6 +377,7 @@ def test_values_schema_documents_every_property() -> None:
     ("override", "message"),
     [
         ("canary.weight=150", "/canary/weight"),
+        ("canary.shadowPercent=101", "/canary/shadowPercent"),
         ("predictor.deploymentMode=Serverless", "/predictor/deploymentMode"),
         ("champion.modelVersion=0", "/champion/modelVersion"),
         ("canary.wieght=10", "wieght"),
@@ -376,6 +403,10 @@ def test_values_schema_rejects_bad_values(
             "jobs.retrain.canaryPercent needs canary.rbac.create=true",
         ),
         (["jobs.retrain.tune.minutes=60"], "jobs.retrain.tune.minutes must end within"),
+        (
+            ["canary.shadowPercent=10", "predictor.deploymentMode=Knative"],
+            "canary.shadowPercent needs the HTTPRoute",
+        ),
     ],
 )
 def test_inconsistent_values_fail_with_the_setting_to_fix(

@@ -103,14 +103,17 @@ app.kubernetes.io/part-of: fraud-detection
 {{- end }}
 
 {{/*
-Live canary state: champion/challenger versions and challenger weight. On install (or with
-canary.respectLiveState=false) these come from values; on upgrade they are read from the objects
-in the cluster, so `helm upgrade` keeps what `fraud canary` or kubectl set. Returns YAML.
+Live canary state: champion/challenger versions, challenger weight and shadow share (the percent
+of the route's rule-0 RequestMirror filter to the challenger: `percent`, else `fraction`, else 100;
+0 without it). On install (or with canary.respectLiveState=false) these come from values; on
+upgrade they are read from the objects in the cluster, so `helm upgrade` keeps what `fraud canary`
+or kubectl set. Returns YAML.
 */}}
 {{- define "fraud-detection.canaryState" -}}
 {{- $champion := .Values.champion.modelVersion }}
 {{- $challenger := .Values.challenger.modelVersion }}
 {{- $weight := .Values.canary.weight }}
+{{- $shadow := .Values.canary.shadowPercent }}
 {{- if .Values.canary.respectLiveState }}
 {{- $ns := .Release.Namespace }}
 {{- if eq .Values.predictor.deploymentMode "Knative" }}
@@ -140,10 +143,20 @@ in the cluster, so `helm upgrade` keeps what `fraud canary` or kubectl set. Retu
 {{- range (index .spec.rules 0).backendRefs | default list }}
 {{- if eq .name $challengerSvc }}{{ $weight = .weight }}{{ end }}
 {{- end }}
+{{- $shadow = 0 }}
+{{- range (index .spec.rules 0).filters | default list }}
+{{- $mirror := .requestMirror | default dict }}
+{{- if and (eq .type "RequestMirror") (eq ($mirror.backendRef | default dict).name $challengerSvc) }}
+{{- if hasKey $mirror "percent" }}{{ $shadow = $mirror.percent }}
+{{- else if $mirror.fraction }}{{ $shadow = round (divf (mulf 100 $mirror.fraction.numerator) ($mirror.fraction.denominator | default 100)) 0 }}
+{{- else }}{{ $shadow = 100 }}{{ end }}
+{{- end }}
+{{- end }}
 {{- end }}
 {{- end }}
 {{- end }}
 championVersion: {{ $champion | int }}
 challengerVersion: {{ $challenger | int }}
 challengerWeight: {{ $weight | int }}
+shadowPercent: {{ $shadow | int }}
 {{- end }}
