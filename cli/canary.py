@@ -9,7 +9,6 @@ from typing import Annotated
 
 import typer
 import yaml
-from jobs.canary.plan import Plan
 from rich.table import Table
 
 from cli.common import console, error_line, run, settings
@@ -20,6 +19,7 @@ from jobs.canary import Canary, CanaryOutcome
 from jobs.canary import progress as progress_
 from jobs.canary.autopilot import Autopilot, PassReport, Sources
 from jobs.canary.metrics import live_numbers
+from jobs.canary.plan import Plan
 from jobs.canary.progress import Progress
 from jobs.canary.state import GATEWAY, CanaryState, parse_percent
 

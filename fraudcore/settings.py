@@ -59,6 +59,10 @@ class Settings(BaseSettings):
     api_token: SecretStr | None = None
     """Optional shared token callers must send as `Authorization: Bearer <token>`."""
 
+    shadow_port: int | None = Field(default=None, ge=1, le=65535)
+    """A second HTTP port for mirrored copies of client requests (`fraud canary shadow`): they are
+    answered as usual and recorded as role `shadow`. Unset: no second port."""
+
     audit_dsn: str | None = None
     """PostgreSQL DSN for the prediction audit log; unset disables auditing."""
 

@@ -45,9 +45,6 @@ logger = logging.getLogger("model_server.requests")
 
 REQUEST_ID_HEADER = b"x-request-id"
 JSON_LENGTH_HEADER = b"inference-header-content-length"
-SHADOW_HOST_SUFFIX = b"-shadow"
-"""What Envoy appends to the host of every request it mirrors, before any port
-(`fraud.example.com-shadow`, `10.0.0.7-shadow:8080`): how a mirrored copy is told apart."""
 PROTECTED_PREFIXES = ("/v1/models", "/v2/models", "/v2/repository")
 """Paths that need the shared token when one is set; health, metrics and server metadata do not."""
 
@@ -68,12 +65,6 @@ Scored = tuple[bytes, Headers, int]
 Handler = Callable[[codec.Decoder, bytes, bytes | None, str, float, bool], Awaitable[Scored]]
 Route = tuple[Handler, str, str | None]
 """A scoring endpoint's handler, the model name in its URL and the version, when the URL names one."""
-
-
-def is_shadow(host: bytes) -> bool:
-    """Whether a Host header names a mirrored copy (its host part ends with `SHADOW_HOST_SUFFIX`)."""
-    name, colon, port = host.rpartition(b":")
-    return (name if colon and port.isdigit() else host).endswith(SHADOW_HOST_SUFFIX)
 
 
 def install(app: FastAPI, model: FraudPredictor) -> None:
@@ -110,9 +101,11 @@ async def _invalid_request(_: Request, error: Exception) -> Response:
 class ScoringMiddleware:
     """Request id on every response, the optional shared-token check, and the scoring endpoints.
 
-    A request whose Host names a mirrored copy is scored as usual and recorded under the role
-    `shadow` (audit rows, metric series, log line); its response headers still name the
-    predictor's role (nobody reads a mirror's response).
+    A request that arrives on the shadow port (`FRAUD_SHADOW_PORT`, where the route's mirror
+    sends its copies) is scored as usual and recorded under the role `shadow` (audit rows, metric
+    series, log line); its response headers still name the predictor's role (nobody reads a
+    mirror's response). The port tells copies apart whatever the Gateway does to their headers
+    (Envoy Gateway keeps the Host as it was).
 
     It is the outermost ASGI app (uvicorn calls it directly): a scoring request passes through
     nothing else, while every other request goes on to KServe's app and its middleware.
@@ -123,6 +116,7 @@ class ScoringMiddleware:
         self.model = model
         self.max_rows = model.settings.max_batch_rows
         self.expected = f"Bearer {token}".encode() if token else None
+        self.shadow_port = model.settings.shadow_port
         self._headers: Headers = []
         self._headers_version: str | None = None
 
@@ -133,12 +127,11 @@ class ScoringMiddleware:
         started = time.perf_counter()
         request_id = authorization = json_length = None
         length = 0
-        shadow = False
+        server = scope.get("server")
+        shadow = server is not None and server[1] == self.shadow_port
         for key, value in scope["headers"]:
             if key == REQUEST_ID_HEADER:
                 request_id = value
-            elif key == b"host":
-                shadow = is_shadow(value)
             elif key == b"authorization":
                 authorization = value
             elif key == JSON_LENGTH_HEADER:

@@ -2,6 +2,7 @@
 
 import argparse
 import asyncio
+import copy
 import gc
 import logging
 from collections.abc import Sequence
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import kserve
+import uvicorn
 import uvloop
 from kserve import model_server
 
@@ -85,6 +87,7 @@ def serve(settings: Settings, options: ServerOptions) -> None:
     server = _ModelServer(
         options.host,
         ScoringMiddleware(model_server.app, model, token),
+        settings.shadow_port,
         http_port=options.http_port,
         grpc_port=options.grpc_port,
         workers=1,
@@ -104,19 +107,30 @@ def serve(settings: Settings, options: ServerOptions) -> None:
 
 class _ModelServer(kserve.ModelServer):
     """KServe's server on a chosen address (KServe's REST server always binds 0.0.0.0), running
-    `asgi_app` (KServe's app wrapped) instead of KServe's app itself."""
+    `asgi_app` (KServe's app wrapped) instead of KServe's app itself, and on `shadow_port` too
+    when set (the same app: it records requests that arrive there as mirrored copies)."""
 
-    def __init__(self, host: str, asgi_app: ScoringMiddleware, **kwargs: Any) -> None:
+    def __init__(
+        self, host: str, asgi_app: ScoringMiddleware, shadow_port: int | None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.host = host
         self.asgi_app = asgi_app
+        self.shadow_port = shadow_port
 
     def setup_event_loop(self) -> None:
         # Called by start() after it created the REST server and before that server binds; uvicorn
         # imports its app by name only when it starts, and takes an app object as it is.
         if self._rest_server is not None:
-            self._rest_server.config.host = self.host
-            self._rest_server.config.app = self.asgi_app
+            config = self._rest_server.config
+            config.host = self.host
+            config.app = self.asgi_app
+            if self.shadow_port:
+                # A second uvicorn server on the same loop; on SIGTERM each server's signal capture
+                # stops it and hands the signal on to the one before (uvicorn restores and re-raises).
+                shadow = copy.copy(config)
+                shadow.port = self.shadow_port
+                self.servers.append(uvicorn.Server(shadow).serve())
         super().setup_event_loop()
         # One worker runs in start()'s asyncio.run(), which takes a new loop from the policy: without
         # this, asyncio's own loop whatever --event-loop says ("auto" means uvloop when installed).

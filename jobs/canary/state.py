@@ -94,6 +94,12 @@ def predictor_service(isvc_name: str) -> str:
     return f"{isvc_name}-predictor"
 
 
+def shadow_service(isvc_name: str) -> str:
+    """The chart's Service the route mirrors to: it reaches the predictor's shadow port, where
+    requests are recorded as mirrored copies (role `shadow`)."""
+    return f"{isvc_name}-shadow"
+
+
 def backend_indexes(
     route: dict[str, Any], champion: str, challenger: str
 ) -> tuple[int, int, list[dict[str, Any]]]:
@@ -147,7 +153,7 @@ def standard_state(
         champion_version=pinned_model(champion)[1],
         challenger_version=pinned_model(challenger)[1],
         challenger_weight=int(refs[i_challenger].get("weight", 1)),
-        shadow_percent=shadow_share(route, predictor_service(name)),
+        shadow_percent=shadow_share(route, shadow_service(name)),
     )
 
 

@@ -32,7 +32,7 @@ from jobs.canary.state import (
     mirror_index,
     not_ready,
     pinned_model,
-    predictor_service,
+    shadow_service,
     standard_state,
 )
 
@@ -147,7 +147,7 @@ class StandardStrategy:
         of the filters as read (of the resourceVersion while the rule has none)."""
         if percent == self.state().shadow_percent:
             return [], []
-        service = predictor_service(self.challenger["metadata"]["name"])
+        service = shadow_service(self.challenger["metadata"]["name"])
         backend = {"backendRef": {"name": service, "port": 80}, "percent": percent}
         mirror, path = {"type": MIRROR, "requestMirror": backend}, "/spec/rules/0/filters"
         change = f"mirror {percent}% to {service}" if percent else f"mirror to {service} removed"

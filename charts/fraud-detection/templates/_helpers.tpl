@@ -46,6 +46,12 @@ app.kubernetes.io/part-of: fraud-detection
 {{- define "fraud-detection.isvcName" -}}
 {{- printf "%s-%s" (include "fraud-detection.fullname" .ctx) .role }}
 {{- end }}
+{{- /* The Service the route mirrors to: it reaches the challenger's shadow port, so the predictor
+tells mirrored copies from client requests by the port they arrive on. */}}
+{{- define "fraud-detection.shadowService" -}}
+{{- printf "%s-shadow" (include "fraud-detection.isvcName" (dict "ctx" . "role" "challenger")) }}
+{{- end }}
+{{- define "fraud-detection.shadowPort" -}}8090{{- end }}
 {{- define "fraud-detection.routeName" -}}
 {{- include "fraud-detection.fullname" . }}
 {{- end }}
@@ -146,7 +152,7 @@ or kubectl set. Returns YAML.
 {{- $shadow = 0 }}
 {{- range (index .spec.rules 0).filters | default list }}
 {{- $mirror := .requestMirror | default dict }}
-{{- if and (eq .type "RequestMirror") (eq ($mirror.backendRef | default dict).name $challengerSvc) }}
+{{- if and (eq .type "RequestMirror") (eq ($mirror.backendRef | default dict).name (include "fraud-detection.shadowService" $)) }}
 {{- if hasKey $mirror "percent" }}{{ $shadow = $mirror.percent }}
 {{- else if $mirror.fraction }}{{ $shadow = round (divf (mulf 100 $mirror.fraction.numerator) ($mirror.fraction.denominator | default 100)) 0 }}
 {{- else }}{{ $shadow = 100 }}{{ end }}
