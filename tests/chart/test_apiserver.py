@@ -118,8 +118,8 @@ def test_helm_upgrade_keeps_live_canary_state(
         ],
     )
     # What `fraud canary shadow 50` leaves behind, done with the kubectl patch from the chart README.
-    challenger = f"{name}-challenger-predictor"
-    backend = {"backendRef": {"name": challenger, "port": 80}, "percent": 50}
+    shadow = f"{name}-challenger-shadow"
+    backend = {"backendRef": {"name": shadow, "port": 80}, "percent": 50}
     route.patch(
         name=name, namespace=ns, content_type="application/json-patch+json",
         body=[{"op": "add", "path": "/spec/rules/0/filters",
@@ -128,7 +128,7 @@ def test_helm_upgrade_keeps_live_canary_state(
 
     out = helm("upgrade", *args, kubeconfig=control_plane.kubeconfig)
     assert _state(kube, ns, name) == ("models:/fraud-detector/4", "models:/fraud-detector/4", [100, 0])
-    assert _mirrored(kube, ns, name) == [(challenger, 50)]
+    assert _mirrored(kube, ns, name) == [(shadow, 50)]
     assert "The live state was kept" in out.stdout
     assert "shadow 50%" in out.stdout
     assert client.CoreV1Api(kube.api).read_namespaced_secret(f"{name}-db", ns).data["password"] == secret

@@ -30,7 +30,7 @@ ISVC = "serving.kserve.io/v1beta1"
 ROUTE = "gateway.networking.k8s.io/v1"
 NAME = "fraud-fraud-detection"
 MODEL = "fraud-detector"
-CHALLENGER_SVC = f"{NAME}-challenger-predictor"
+SHADOW_SVC = f"{NAME}-challenger-shadow"
 
 
 @dataclass
@@ -191,9 +191,9 @@ def test_shadow_adds_changes_and_removes_only_the_mirror(release: Release) -> No
     """`fraud canary shadow` against the real Gateway API CRD: the weights stay, other filters stay."""
     code, out = release.canary("shadow", "20")
     assert code == 0, out
-    assert f"shadow: mirror 20% to {CHALLENGER_SVC}" in out
+    assert f"shadow: mirror 20% to {SHADOW_SVC}" in out
     assert re.search(r"challenger\s*│\s*4\s*│\s*10\s*│\s*20\b", out), out
-    assert release.filters() == [("RequestMirror", CHALLENGER_SVC, 20)]
+    assert release.filters() == [("RequestMirror", SHADOW_SVC, 20)]
     assert release.weights() == [90, 10]
     before = release.resource_versions()
     assert "shadow: nothing to change" in release.canary("shadow", "20%")[1]
@@ -207,9 +207,9 @@ def test_shadow_adds_changes_and_removes_only_the_mirror(release: Release) -> No
         body=[{"op": "add", "path": "/spec/rules/0/filters/0", "value": header}],
     )  # fmt: skip
     assert release.canary("shadow", "50")[0] == 0
-    assert release.filters() == [("RequestHeaderModifier", None, None), ("RequestMirror", CHALLENGER_SVC, 50)]
+    assert release.filters() == [("RequestHeaderModifier", None, None), ("RequestMirror", SHADOW_SVC, 50)]
     code, out = release.canary("shadow", "0")
-    assert code == 0 and f"shadow: mirror to {CHALLENGER_SVC} removed" in out, out
+    assert code == 0 and f"shadow: mirror to {SHADOW_SVC} removed" in out, out
     assert release.filters() == [("RequestHeaderModifier", None, None)]
     assert "shadow %" in release.canary("status")[1]
 

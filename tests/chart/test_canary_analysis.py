@@ -234,5 +234,5 @@ def test_an_unreadable_progress_is_one_clear_error(release: Release, fraud: Call
         name=NAME, namespace=release.namespace, content_type="application/json-patch+json",
         body=[{"op": "add", "path": f"/metadata/annotations/{key}", "value": "{not json"}],
     )  # fmt: skip
-    code, out = fraud("analyze")
-    assert code != 0 and "remove it to start over" in out
+    with pytest.raises(CanaryError, match=r"is not the analysis.s progress .* remove it to start over"):
+        fraud("analyze")

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from fraudcore.promql import recording_rules
+from jobs.canary.plan import Plan
 from jobs.canary.state import CanaryState, knative_state, standard_state
 from tests.chart.conftest import CACHE, CHART, CI_VALUES, REPO, require_tools
 from tests.chart.podspecs import long_running, pod_templates
@@ -218,11 +219,17 @@ def test_shadow_percent_renders_a_mirror_to_the_challenger(
         {
             "type": "RequestMirror",
             "requestMirror": {
-                "backendRef": {"name": "fraud-fraud-detection-challenger-predictor", "port": 80},
+                "backendRef": {"name": "fraud-fraud-detection-challenger-shadow", "port": 80},
                 "percent": 30,
             },
         }
     ]
+    # The mirror's Service reaches the challenger's pods on the port its predictor records as shadow.
+    [service] = [o for o in objs if o["kind"] == "Service" and o["metadata"]["name"].endswith("-shadow")]
+    challenger = standard["fraud-fraud-detection-challenger"]
+    assert service["spec"]["selector"].items() <= challenger["spec"]["predictor"]["labels"].items()
+    env = {e["name"]: e.get("value") for e in challenger["spec"]["predictor"]["containers"][0]["env"]}
+    assert str(service["spec"]["ports"][0]["targetPort"]) == env["FRAUD_SHADOW_PORT"]
     assert not schema_index.errors(route)
     state = standard_state(
         standard["fraud-fraud-detection-champion"], standard["fraud-fraud-detection-challenger"], route
@@ -230,6 +237,45 @@ def test_shadow_percent_renders_a_mirror_to_the_challenger(
     assert state == CanaryState("Standard", 3, 4, 10, shadow_percent=30)
     routes = [o for objs in rendered.values() for o in objs if o["kind"] == "HTTPRoute"]
     assert routes and not [r for r in routes if "filters" in r["spec"]["rules"][0]]
+
+
+def test_analysis_cronjob_runs_the_plan_as_the_canary_service_account(render: Render) -> None:
+    objs = render(
+        "--set", "canary.analysis.enabled=true", "--set", "canary.analysis.prometheusUrl=http://p:9090"
+    )
+    [job] = [o for o in objs if o["kind"] == "CronJob" and o["metadata"]["name"].endswith("-canary-analysis")]
+    pod = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "fraud-fraud-detection-canary" and pod["automountServiceAccountToken"]
+    container = pod["containers"][0]
+    assert container["command"] == ["fraud", "canary", "analyze"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert Plan.from_mapping(json.loads(env["FRAUD_CANARY_PLAN"])) == Plan()
+    assert env["FRAUD_PROMETHEUS_URL"] == "http://p:9090"
+    [role] = [o for o in objs if o["kind"] == "Role" and o["metadata"]["name"].endswith("-canary")]
+    assert {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]} in role["rules"]
+
+
+def test_analysis_plan_values_are_the_engines_defaults() -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert values["canary"]["analysis"]["plan"] == Plan().to_mapping()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--set", "canary.analysis.enabled=true"), "needs canary.analysis.prometheusUrl"),
+        (
+            ("--set", "canary.analysis.enabled=true", "--set", "canary.analysis.prometheusUrl=http://p",
+             "--set", "canary.rbac.create=false"),
+            "canary.analysis.enabled needs canary.rbac.create=true",
+        ),
+    ],
+)  # fmt: skip
+def test_analysis_without_what_it_needs_is_refused(
+    helm: Callable[..., subprocess.CompletedProcess], args: tuple[str, ...], message: str
+) -> None:
+    proc = helm("template", "fraud", str(CHART), *args, check=False)
+    assert proc.returncode != 0 and message in proc.stderr
 
 
 def test_retrain_job_can_start_a_canary(rendered: dict[str, list[dict]]) -> None:
@@ -292,6 +338,10 @@ KNOWN_METRICS = {
     "fraud_drift_share_of_drifted_features",
     "fraud_drift_p_value",
     "fraud_drift_last_run_timestamp_seconds",
+    "fraud_canary_step",
+    "fraud_canary_decisions_total",
+    "fraud_canary_check_value",
+    "fraud_canary_check_limit",
 }
 PROMQL_WORDS = {
     "sum",
@@ -315,6 +365,8 @@ PROMQL_WORDS = {
     "model_version",
     "feature",
     "job",
+    "layer",
+    "check",
 }
 
 

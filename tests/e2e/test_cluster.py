@@ -390,6 +390,8 @@ def test_every_promql_expression_returns_series(cluster: Cluster, release: Relea
                     .replace("$role", "champion|challenger")
                 )
                 checks[f"dashboard {panel!r}: {expr}"] = expr
+    # The canary analysis pushes its series on its first pass: test_cluster_analysis.py checks them.
+    checks = {where: expr for where, expr in checks.items() if "fraud_canary_" not in expr}
     assert len(checks) > 20, checks
 
     missing: dict[str, str] = {}

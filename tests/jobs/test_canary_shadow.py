@@ -10,6 +10,7 @@ from jobs.canary.strategies import KnativeStrategy, StandardStrategy
 
 NAME = "fraud"
 CHALLENGER_SVC = f"{NAME}-challenger-predictor"
+SHADOW_SVC = f"{NAME}-challenger-shadow"
 PATH = "/spec/rules/0/filters"
 OTHER = {"type": "RequestHeaderModifier", "requestHeaderModifier": {"set": [{"name": "x", "value": "1"}]}}
 
@@ -40,7 +41,7 @@ def isvc(role: str, version: int, ready: bool = True) -> dict[str, Any]:
     }
 
 
-def mirror(percent: int | None = None, service: str = CHALLENGER_SVC, **extra: Any) -> dict[str, Any]:
+def mirror(percent: int | None = None, service: str = SHADOW_SVC, **extra: Any) -> dict[str, Any]:
     backend: dict[str, Any] = {"backendRef": {"name": service, "port": 80}, **extra}
     if percent is not None:
         backend["percent"] = percent
@@ -94,7 +95,7 @@ def test_knative_has_no_shadow() -> None:
 def test_adds_the_filters_when_the_rule_has_none() -> None:
     """No filters to test against: the patch is guarded by the route's resourceVersion."""
     found, recorder = strategy(route())
-    assert found.set_shadow(25, None) == [f"mirror 25% to {CHALLENGER_SVC}"]
+    assert found.set_shadow(25, None) == [f"mirror 25% to {SHADOW_SVC}"]
     assert recorder.patches == [
         (
             NAME,
@@ -123,7 +124,7 @@ def test_adds_the_mirror_after_other_filters() -> None:
 def test_replaces_the_share_in_place() -> None:
     live = [OTHER, mirror(fraction={"numerator": 1, "denominator": 4})]
     found, recorder = strategy(route(live))
-    assert found.set_shadow(50, None) == [f"mirror 50% to {CHALLENGER_SVC}"]
+    assert found.set_shadow(50, None) == [f"mirror 50% to {SHADOW_SVC}"]
     assert recorder.patches == [
         (
             NAME,
@@ -141,7 +142,7 @@ def test_replaces_the_share_in_place() -> None:
 )
 def test_zero_removes_only_the_mirror(live: list[dict[str, Any]], removed: str) -> None:
     found, recorder = strategy(route(live))
-    assert found.set_shadow(0, None) == [f"mirror to {CHALLENGER_SVC} removed"]
+    assert found.set_shadow(0, None) == [f"mirror to {SHADOW_SVC} removed"]
     assert recorder.patches == [
         (NAME, [{"op": "test", "path": PATH, "value": live}, {"op": "remove", "path": removed}])
     ]
@@ -165,7 +166,7 @@ def test_refuses_more_copies_for_a_challenger_that_is_not_ready() -> None:
         f"no more requests are mirrored to it (kubectl describe inferenceservice {NAME}-challenger says why)"
     )
     assert recorder.patches == []
-    assert found.set_shadow(5, None) == [f"mirror 5% to {CHALLENGER_SVC}"]  # fewer copies are allowed
+    assert found.set_shadow(5, None) == [f"mirror 5% to {SHADOW_SVC}"]  # fewer copies are allowed
 
 
 def test_can_point_the_challenger_at_a_version_first() -> None:
@@ -178,7 +179,7 @@ def test_can_point_the_challenger_at_a_version_first() -> None:
 def test_rollback_and_promote_remove_the_mirror_with_the_weights_in_one_patch(action: str) -> None:
     found, recorder = strategy(route([OTHER, mirror(20)], weight=10))
     changes = found.rollback() if action == "rollback" else found.promote(None)[1]
-    assert changes[-2:] == ["weights 100/0", f"mirror to {CHALLENGER_SVC} removed"]
+    assert changes[-2:] == ["weights 100/0", f"mirror to {SHADOW_SVC} removed"]
     name, ops = recorder.patches[-1]
     assert name == NAME
     assert ops[-2:] == [
