@@ -41,7 +41,7 @@ docs: ## Render the chart README's values table from values.yaml (helm-docs, bui
 monitoring: setup ## Write the chart's recording rules and dashboard expressions from fraudcore/promql.py
 	$(RUN) python scripts/monitoring.py
 
-bench: setup ## Predictor vs MLServer vs the bare HTTP stack and in-process; reason codes; audit-log cost; drift power
+bench: setup ## Predictor vs MLServer vs the bare HTTP stack and in-process; reason codes; audit-log cost; drift power; canary analysis
 	@source scripts/debian.sh && need_packages wrk
 	$(RUN) python -m benchmarks.run
 	$(RUN) python -m benchmarks.reasons
@@ -49,6 +49,7 @@ bench: setup ## Predictor vs MLServer vs the bare HTTP stack and in-process; rea
 	  && $(RUN) python benchmarks/audit_record.py --dsn "$$dsn" --rate 500 --seconds 20; \
 	  rc=$$?; scripts/postgres.sh stop; exit $$rc
 	$(RUN) python benchmarks/drift_power.py --windows 100 --sizes 500 1000 2000 --corrections bonferroni
+	$(RUN) python -m benchmarks.canary_analysis
 
 images: ## Build the predictor and jobs images (needs a Docker engine; BASE_IMAGE=local builds offline)
 	docker/build.sh all
