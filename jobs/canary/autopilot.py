@@ -182,9 +182,9 @@ class Autopilot:
     def _publish(
         self, after: Progress, action: str, reason: str, now: datetime, before: Progress | None
     ) -> None:
-        repeated = (
-            action == "hold" and before is not None and before.history and before.history[-1].reason == reason
-        )
+        # One Event per streak of holds: their reasons (counts so far) change every pass.
+        last = before.history[-1].action if before is not None and before.history else None
+        repeated = action == "hold" and last == "hold"
         message = f"{action} at step {self._step_text(min(after.step, len(self.plan.steps) - 1))}: {reason}"
         logger.info("canary analysis: %s", message)
         if not repeated:
