@@ -108,12 +108,24 @@ def release(
     registry: tuple[str, MlflowClient],
 ) -> Release:
     """The chart's canary scenario (champion v3, challenger v4, 90/10) applied to the API server."""
+    return apply_release(kube, control_plane, render, restricted_namespace, registry)
+
+
+def apply_release(
+    kube: cluster.Kube,
+    control_plane: cluster.ControlPlane,
+    render: Callable[..., list[dict]],
+    namespace: str,
+    registry: tuple[str, MlflowClient],
+    *values: str,
+) -> Release:
+    """The canary scenario (ci/canary-values.yaml and `values`) applied, both roles reported Ready."""
     uri, client = registry
     client.set_registered_model_alias(MODEL, CHAMPION, "3")
     client.set_registered_model_alias(MODEL, CHALLENGER, "4")
-    for obj in render("-f", str(CHART / "ci" / "canary-values.yaml"), namespace=restricted_namespace):
-        kube.apply(obj, namespace=restricted_namespace)
-    found = Release(kube, restricted_namespace, control_plane.kubeconfig, uri)
+    for obj in render("-f", str(CHART / "ci" / "canary-values.yaml"), *values, namespace=namespace):
+        kube.apply(obj, namespace=namespace)
+    found = Release(kube, namespace, control_plane.kubeconfig, uri)
     for role in ("champion", "challenger"):
         found.report_ready(f"{NAME}-{role}", True)
     return found

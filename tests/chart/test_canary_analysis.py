@@ -17,13 +17,12 @@ from typer.testing import CliRunner
 
 from cli import app
 from fraudcore import auditdb
-from fraudcore.names import CHALLENGER, CHAMPION, STATUS_TAG
+from fraudcore.names import STATUS_TAG
 from jobs.canary import Canary
 from jobs.canary import progress as progress_
 from jobs.canary.state import CanaryError
 from tests.chart import cluster
-from tests.chart.conftest import CHART
-from tests.chart.test_canary import MODEL, NAME, ROUTE, Release, registry  # noqa: F401
+from tests.chart.test_canary import MODEL, NAME, ROUTE, Release, apply_release, registry  # noqa: F401
 from tests.support import prometheus_endpoint
 
 pytestmark = pytest.mark.chart
@@ -74,17 +73,13 @@ def release(
     registry: tuple[str, MlflowClient],  # noqa: F811
 ) -> Release:
     """The chart's canary scenario (champion v3, challenger v4) with the analysis enabled."""
-    uri, client = registry
-    client.set_registered_model_alias(MODEL, CHAMPION, "3")
-    client.set_registered_model_alias(MODEL, CHALLENGER, "4")
-    values = ("-f", str(CHART / "ci" / "canary-values.yaml"), "--set", "canary.analysis.enabled=true")
-    values += ("--set", "canary.analysis.prometheusUrl=http://prometheus:9090")
-    for obj in render(*values, namespace=restricted_namespace):
-        kube.apply(obj, namespace=restricted_namespace)
-    found = Release(kube, restricted_namespace, control_plane.kubeconfig, uri)
-    for role in ("champion", "challenger"):
-        found.report_ready(f"{NAME}-{role}", True)
-    return found
+    enabled = (
+        "--set",
+        "canary.analysis.enabled=true",
+        "--set",
+        "canary.analysis.prometheusUrl=http://p:9090",
+    )
+    return apply_release(kube, control_plane, render, restricted_namespace, registry, *enabled)
 
 
 def scored_in_shadow(dsn: str, transactions: int) -> None:
