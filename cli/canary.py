@@ -24,7 +24,8 @@ from jobs.canary.progress import Progress
 from jobs.canary.state import GATEWAY, CanaryState, parse_percent
 
 app = typer.Typer(
-    help="Champion/challenger canary on KServe: status, set PERCENT, shadow PERCENT, promote, rollback.",
+    help="Champion/challenger canary on KServe: status, set PERCENT, shadow PERCENT, promote, rollback; "
+    "the automatic analysis: analyze, pause, resume, abort.",
     no_args_is_help=True,
 )
 
