@@ -264,7 +264,7 @@ def _shortfall(plan: Plan, m: Measurements) -> str | None:
     if requests < plan.min_requests or m.minutes_in_step < plan.min_minutes:
         return (
             f"sample too small: {requests:,.0f} of {plan.min_requests:,} challenger requests, "
-            f"{m.minutes_in_step:.0f} of {plan.min_minutes:g} minutes"
+            f"{m.minutes_in_step:.1f} of {plan.min_minutes:g} minutes"
         )
     return None
 
