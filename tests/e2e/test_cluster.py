@@ -343,6 +343,50 @@ def _query(prometheus: str, expr: str) -> list:
     return r.json()["data"]["result"]
 
 
+def promql_checks(cluster: Cluster) -> dict[str, str]:
+    """Every expression of the chart's rules and dashboard, by where it is used (for an alert,
+    each series it compares: an alert is quiet on a healthy system)."""
+    rules = cluster.json("-n", NAMESPACE, "get", "prometheusrules.monitoring.coreos.com")["items"]
+    dashboard = cluster.json("-n", NAMESPACE, "get", "configmap", "-l", "grafana_dashboard=1")["items"]
+    assert rules and dashboard
+    checks: dict[str, str] = {}
+    for rule_obj in rules:
+        for group in rule_obj["spec"]["groups"]:
+            for rule in group["rules"]:
+                if "record" in rule:
+                    checks[f"record {rule['record']}"] = rule["expr"]
+                else:
+                    for sel in selectors(rule["expr"]):
+                        checks[f"alert {rule['alert']}: {sel}"] = sel
+    for cm in dashboard:
+        for text in cm["data"].values():
+            for panel, expr in _dashboard_exprs(json.loads(text)):
+                expr = (
+                    expr.replace("$__rate_interval", "1m")
+                    .replace("$namespace", NAMESPACE)
+                    .replace("$role", "champion|challenger")
+                )
+                checks[f"dashboard {panel!r}: {expr}"] = expr
+    return checks
+
+
+def wait_for_series(prometheus: str, checks: dict[str, str], timeout: float = 180) -> None:
+    """Wait until every expression returns series; fail naming those that do not."""
+    missing: dict[str, str] = {}
+
+    def all_present() -> bool:
+        missing.clear()
+        for where, expr in checks.items():
+            if not _query(prometheus, expr):
+                missing[where] = expr
+        return not missing
+
+    try:
+        wait_for("every expression returning series", all_present, timeout=timeout, every=10)
+    except TimeoutError:
+        pytest.fail("expressions without series:\n" + "\n".join(missing))
+
+
 def test_every_promql_expression_returns_series(cluster: Cluster, release: Release, prometheus: str) -> None:
     # Rejections must exist for the error-ratio series: send invalid requests to both roles.
     canary(cluster, release, "set", "50")
@@ -369,44 +413,11 @@ def test_every_promql_expression_returns_series(cluster: Cluster, release: Relea
             }
             assert client.post(release.infer_url(), json=body, timeout=15).status_code == 200
     roles(release, 400)
-    rules = cluster.json("-n", NAMESPACE, "get", "prometheusrules.monitoring.coreos.com")["items"]
-    dashboard = cluster.json("-n", NAMESPACE, "get", "configmap", "-l", "grafana_dashboard=1")["items"]
-    assert rules and dashboard
-    checks: dict[str, str] = {}
-    for rule_obj in rules:
-        for group in rule_obj["spec"]["groups"]:
-            for rule in group["rules"]:
-                if "record" in rule:
-                    checks[f"record {rule['record']}"] = rule["expr"]
-                else:  # an alert is quiet on a healthy system: each series it compares must exist
-                    for sel in selectors(rule["expr"]):
-                        checks[f"alert {rule['alert']}: {sel}"] = sel
-    for cm in dashboard:
-        for text in cm["data"].values():
-            for panel, expr in _dashboard_exprs(json.loads(text)):
-                expr = (
-                    expr.replace("$__rate_interval", "1m")
-                    .replace("$namespace", NAMESPACE)
-                    .replace("$role", "champion|challenger")
-                )
-                checks[f"dashboard {panel!r}: {expr}"] = expr
+    checks = promql_checks(cluster)
     # The canary analysis pushes its series on its first pass: test_cluster_analysis.py checks them.
     checks = {where: expr for where, expr in checks.items() if "fraud_canary_" not in expr}
     assert len(checks) > 20, checks
-
-    missing: dict[str, str] = {}
-
-    def all_present() -> bool:
-        missing.clear()
-        for where, expr in checks.items():
-            if not _query(prometheus, expr):
-                missing[where] = expr
-        return not missing
-
-    try:
-        wait_for("every expression returning series", all_present, timeout=180, every=10)
-    except TimeoutError:
-        pytest.fail("expressions without series:\n" + "\n".join(missing))
+    wait_for_series(prometheus, checks)
 
 
 def test_canary_status_shows_live_numbers(cluster: Cluster, release: Release, prometheus: str) -> None:

@@ -15,7 +15,17 @@ import pytest
 
 from tests.e2e.conftest import NAMESPACE, RELEASE, ROOT, Release, run_job, scrape_release, wait_job
 from tests.e2e.kube import Cluster, wait_for
-from tests.e2e.test_cluster import Load, _alias_version, _mlflow, _versions, canary, settle
+from tests.e2e.test_cluster import (
+    Load,
+    _alias_version,
+    _mlflow,
+    _query,
+    _versions,
+    canary,
+    promql_checks,
+    settle,
+    wait_for_series,
+)
 from training.synthetic import FEATURES, generate
 
 pytestmark = pytest.mark.e2e
@@ -201,3 +211,14 @@ def test_a_challenger_that_flags_far_more_is_rolled_back_by_itself(
     run_job(cluster, release.name, "flags-more", train, timeout=900)
     ended = _rolled_back(cluster, release, analysis, max(_versions(cluster)))
     assert "flag rate" in ended["history"][-1]["reason"], ended["history"]
+
+
+def test_the_analysis_feeds_the_dashboard_row_and_the_rollback_alert(
+    cluster: Cluster, release: Release, prometheus: str
+) -> None:
+    # The passes above pushed their series (the canary SA's Jobs, through the Pushgateway).
+    checks = {where: expr for where, expr in promql_checks(cluster).items() if "fraud_canary_" in expr}
+    assert len(checks) >= 5, checks
+    wait_for_series(prometheus, checks)
+    rollbacks = _query(prometheus, 'max(fraud_canary_decisions_total{decision="rollback"})')
+    assert float(rollbacks[0]["value"][1]) >= 1, rollbacks
