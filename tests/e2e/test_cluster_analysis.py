@@ -138,7 +138,8 @@ def labelled_traffic(cluster: Cluster, release: Release, rows: int) -> None:
     feed = (
         f"fraud data generate --out /tmp/feed.csv --rows {rows} --seed 23"
         f" && fraud traffic send /tmp/feed.csv --url http://{gateway}.envoy-gateway-system.svc"
-        " --batch 50 --request-prefix analysis --labels-out /tmp/labels.csv && fraud labels ingest /tmp/labels.csv"
+        " --batch 50 --request-prefix analysis --labels-out /tmp/labels.csv"
+        " && fraud labels ingest /tmp/labels.csv"
     )
     run_job(cluster, release.name, "labels-analysis", feed, timeout=900)
 
