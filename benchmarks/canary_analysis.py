@@ -35,7 +35,7 @@ PASS_MINUTES = 2
 MEDIAN_S, P99_S = 0.0015, 0.004
 AGREEMENT = 0.8
 """Pull of the two models' flags towards each other: 0 independent, 1 nested."""
-BELOW = np.array([0.55, 0.2, 0.1, 0.06, 0.035, 0.025, 0.015, 0.01, 0.005])
+BELOW = np.array([0.945, 0.025, 0.015, 0.01, 0.003, 0.002])
 """Score histogram shape of unflagged rows (bins under the 0.5 threshold) ..."""
 ABOVE = np.array([0.3, 0.3, 0.4])
 """... and of flagged rows (the bins above it)."""

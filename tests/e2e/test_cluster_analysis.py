@@ -40,7 +40,6 @@ PLAN = {
     "alpha": 0.05,
     # Champion and retrained challenger are near twins; the bad ones below differ by far more.
     "flagRatio": 3,
-    "scoreDistance": 1.0,
     "labelDelayHours": 0,
     "minFrauds": 10,
     "labelWaitHours": 1,
