@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.e2e.conftest import NAMESPACE, RELEASE, ROOT, Release, run_job, scrape_release, wait_job
+from tests.e2e.conftest import MODEL, NAMESPACE, RELEASE, ROOT, Release, run_job, scrape_release, wait_job
 from tests.e2e.kube import Cluster, wait_for
 from tests.e2e.test_cluster import (
     Load,
@@ -172,7 +172,9 @@ def test_too_little_traffic_holds_then_a_good_challenger_is_promoted_by_itself(
         "-n", NAMESPACE, "get", "events", "--field-selector", f"involvedObject.name={release.name}-challenger"
     )
     assert {"CanaryStart", "CanaryAdvance", "CanaryPromote"} <= {e["reason"] for e in events["items"]}
-    tags = _mlflow(cluster, f"model-versions/get?name=fraud-detector&version={good}")["model_version"]["tags"]
+    tags = _mlflow(cluster, f"/api/2.0/mlflow/model-versions/get?name={MODEL}&version={good}")[
+        "model_version"
+    ]["tags"]
     assert any(t["key"] == "canary_analysis" and t["value"].startswith("promote") for t in tags), tags
 
 
