@@ -39,6 +39,8 @@ class Check:
     limit: str | float
     verdict: Verdict
     detail: str
+    threshold: float | None = None
+    """The number `value` is held against (the `fraud_canary_check_limit` gauge), when there is one."""
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,9 @@ def _excess(name: str, value: float, baseline: float, interval: Interval, margin
         f"{value:.3%} vs champion {baseline:.3%}: excess {interval.estimate:+.3%} "
         f"(at least {interval.low:+.3%}), {word} +{margin:.3%}"
     )
-    return Check("service", name, value, baseline, f"champion + {margin:g}", verdict, detail)
+    return Check(
+        "service", name, value, baseline, f"champion + {margin:g}", verdict, detail, baseline + margin
+    )
 
 
 def error_check(plan: Plan, m: Measurements, alpha: float) -> Check:
@@ -143,7 +147,7 @@ def flag_rate_check(plan: Plan, m: Measurements, alpha: float) -> Check:
         how = f"unpaired, {ch.scored:,} vs {cm.scored:,} scored"
     verdict, word = _band_verdict(above, below)
     detail = f"{value:.3%} vs champion {baseline:.3%}, {word} ({how})"
-    return Check("behaviour", "flag rate", value, baseline, limit, verdict, detail)
+    return Check("behaviour", "flag rate", value, baseline, limit, verdict, detail, r * baseline)
 
 
 def stability_index(challenger: Behaviour, champion: Behaviour) -> float:
@@ -173,7 +177,7 @@ def score_check(plan: Plan, m: Measurements) -> Check:
     else:
         verdict = "fail" if index > limit else "pass"
         detail = f"PSI {index:.3f} {'>' if verdict == 'fail' else '<='} {limit:g}"
-    return Check("behaviour", "score distribution", index, 0.0, f"PSI <= {limit:g}", verdict, detail)
+    return Check("behaviour", "score distribution", index, 0.0, f"PSI <= {limit:g}", verdict, detail, limit)
 
 
 def alert_check(plan: Plan, m: Measurements, alpha: float) -> Check | None:
@@ -194,7 +198,9 @@ def alert_check(plan: Plan, m: Measurements, alpha: float) -> Check | None:
         f"{value:,.1f} alerts per hour (at least {rate.low * per_hour:,.1f}) vs champion "
         f"{baseline:,.1f}, limit {limit:g}"
     )
-    return Check("behaviour", "alert volume", value, baseline, f"<= {limit:g} per hour", verdict, detail)
+    return Check(
+        "behaviour", "alert volume", value, baseline, f"<= {limit:g} per hour", verdict, detail, limit
+    )
 
 
 def _non_inferior(name: str, values: tuple[float | None, float | None], interval: Interval, margin: float,
@@ -209,7 +215,8 @@ def _non_inferior(name: str, values: tuple[float | None, float | None], interval
         f"difference {interval.estimate:+.3f} (bounds {interval.low:+.3f} .. {interval.high:+.3f}) "
         f"against margin -{margin:g}, {how}"
     )
-    return Check("labels", name, *values, f"champion - {margin:g}", verdict, detail)
+    floor = None if values[1] is None else values[1] - margin
+    return Check("labels", name, *values, f"champion - {margin:g}", verdict, detail, floor)
 
 
 def _rates(m: Measurements, top: str, bottom: str) -> tuple[float | None, float | None]:

@@ -97,8 +97,8 @@ def push_metrics(url: str, progress: Progress, step_count: int) -> None:
     for check in progress.checks:
         if isinstance(check.get("value"), int | float):
             value.labels(check["layer"], check["name"]).set(check["value"])
-        if isinstance(check.get("limit"), int | float):
-            limit.labels(check["layer"], check["name"]).set(check["limit"])
+        if check.get("threshold") is not None:
+            limit.labels(check["layer"], check["name"]).set(check["threshold"])
     try:
         push_to_gateway(url, job=JOB, registry=gauges, timeout=10)
     except (urllib.error.URLError, OSError) as e:
