@@ -28,9 +28,9 @@ def alias_uri(name: str, alias: str) -> str:
 
 
 STATUS_TAG, REASON_TAG = "validation_status", "validation_reason"
+"""Model-version tags holding the validation gate's verdict and its reasons."""
 TOP_REASON_TAG = "top_reason_changed"
 """How often the version's top reason code differed from the champion's when it was gated."""
-"""Model-version tags holding the validation gate's verdict and its reasons."""
 RUN_TAG = "fraud.job"
 """Run tag naming the job that logged an MLflow run (`drift`, `retrain`)."""
 
