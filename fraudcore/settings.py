@@ -44,9 +44,14 @@ class Settings(BaseSettings):
     model_role: Role = CHAMPION
     """Role the predictor plays in the canary; reported in headers and metrics."""
 
-    fail_fast: bool = True
-    """Exit with status 1 when the model cannot be loaded at start-up (Kubernetes then restarts the pod);
-    false keeps the server up and not ready."""
+    fail_fast: bool = False
+    """Exit with status 1 when the model cannot be loaded at start-up (Kubernetes then restarts the
+    pod, with its crash-loop back-off of up to 5 minutes between tries). Off: the server stays live
+    and not ready, and retries every `load_retry_seconds`, so it serves within seconds of the
+    registry answering (or the version appearing)."""
+
+    load_retry_seconds: float = Field(default=5.0, gt=0)
+    """How often a predictor whose model could not be loaded tries again (with `fail_fast` off)."""
 
     max_batch_rows: int = Field(default=100_000, gt=0)
     """Largest batch one inference request may carry; larger ones are refused with HTTP 413."""

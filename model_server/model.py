@@ -2,7 +2,9 @@
 
 import asyncio
 import logging
+import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -81,9 +83,11 @@ class FraudPredictor(Model):
         uri = self.settings.model_uri
         try:
             loaded = Registry(self.settings).load(uri)
-        except Exception as e:  # any failure while loading means "not ready", reported once
-            self.load_error = str(e)
-            logger.error("cannot load model %s: %s", uri, e, extra={"model_uri": uri})
+        except Exception as e:  # any failure while loading means "not ready", reported once per cause
+            error = f"waiting for {uri}: {e}"
+            if error != self.load_error:
+                logger.error("cannot load model %s: %s", uri, e, extra={"model_uri": uri})
+            self.load_error = error
             return False
         self.loaded = loaded
         self.metrics = ModelMetrics(loaded.version, self.role)
@@ -113,6 +117,20 @@ class FraudPredictor(Model):
             extra={"model_version": loaded.version, "role": self.role, "from_cache": loaded.from_cache},
         )
         return True
+
+    def keep_loading(self, every: float, then: Callable[[], None]) -> threading.Thread:
+        """Retry `load` every `every` seconds on a daemon thread until it succeeds, then call `then`.
+        The server stays live and not ready meanwhile, and serves as soon as the version loads: no
+        restart, so no crash-loop back-off once the registry answers again."""
+
+        def retry() -> None:
+            while not self.load():
+                time.sleep(every)
+            then()
+
+        thread = threading.Thread(target=retry, name="model-loader", daemon=True)
+        thread.start()
+        return thread
 
     def start(self) -> None:
         """Readiness comes from `load` alone (KServe's default would mark any model ready)."""

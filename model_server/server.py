@@ -70,8 +70,8 @@ def serve(settings: Settings, options: ServerOptions) -> None:
     """Load the model and serve until stopped.
 
     One worker per process: the predictor's metrics live in the process, and a pod scales by
-    replicas. A model that cannot be loaded exits with status 1 when `FRAUD_FAIL_FAST` is on (the
-    default, so Kubernetes restarts the pod); otherwise the server runs and reports not ready.
+    replicas. A model that cannot be loaded keeps the server live and not ready, retrying every
+    `FRAUD_LOAD_RETRY_SECONDS`; with `FRAUD_FAIL_FAST` on it exits with status 1 instead.
     """
     if options.workers != 1:
         logger.error(
@@ -79,8 +79,10 @@ def serve(settings: Settings, options: ServerOptions) -> None:
         )
         raise SystemExit(2)
     model = FraudPredictor(options.model_name, settings)
-    if not model.load() and settings.fail_fast:
-        raise SystemExit(1)
+    if not model.load():
+        if settings.fail_fast:
+            raise SystemExit(1)
+        model.keep_loading(settings.load_retry_seconds, then=gc.freeze)
     enable_grpc = settings.grpc_enabled if options.enable_grpc is None else options.enable_grpc
     token = settings.api_token.get_secret_value() if settings.api_token else None
     install(model_server.app, model)

@@ -15,22 +15,29 @@ from tests.support import mlflow_server, running
 
 
 def test_lightgbm_trained_registered_and_served(tmp_path: Path, fraud: Fraud) -> None:
+    """The predictor starts first, on the empty registry: it waits, not ready, saying for which
+    version, and serves the version once it is trained — the same process, no restart."""
     data = tmp_path / "transactions.csv"
     transactions(4000, seed=3).to_csv(data, index=False)
     home = tmp_path / ".fraud"
+    uri = f"models:/{MODEL}/1"
     with mlflow_server(tmp_path / "mlflow") as url:
-        env = {"FRAUD_HOME": str(home), "MLFLOW_TRACKING_URI": url}
-        trained = fraud("train", "--model", "lightgbm", "--data", str(data), "--label", LABEL, **env)
-        assert trained.code == 0, trained.err
-        assert "version 1 → @champion" in trained.out
-        uri = f"models:/{MODEL}/1"
-        bundle = Registry(make_settings(home, tracking_uri=url)).load(uri).bundle
-        assert bundle.card.kind == "lightgbm"
-        assert {f.name: f.kind for f in bundle.card.schema.features}["channel"] == "categorical"
-
-        server = launch(tmp_path / "server", server_env(home, MLFLOW_TRACKING_URI=url, FRAUD_MODEL_URI=uri))
+        server_home = tmp_path / "server-home"  # its own cache: nothing the trainer downloaded
+        env = server_env(server_home, MLFLOW_TRACKING_URI=url, FRAUD_MODEL_URI=uri, FRAUD_LOAD_RETRY_SECONDS="0.5")
+        server = launch(tmp_path / "server", env)
         with running(server):
-            server.wait()
+            ready = httpx.get(f"{server.wait('/v2/health/live').url}/v2/health/ready")
+            assert ready.status_code == 503 and f"waiting for {uri}" in ready.json()["error"]
+
+            env = {"FRAUD_HOME": str(home), "MLFLOW_TRACKING_URI": url}
+            trained = fraud("train", "--model", "lightgbm", "--data", str(data), "--label", LABEL, **env)
+            assert trained.code == 0, trained.err
+            assert "version 1 → @champion" in trained.out
+            bundle = Registry(make_settings(home, tracking_uri=url)).load(uri).bundle
+            assert bundle.card.kind == "lightgbm"
+            assert {f.name: f.kind for f in bundle.card.schema.features}["channel"] == "categorical"
+
+            server.wait()  # fails if the process exited on the way
             metadata = httpx.get(f"{server.url}/v2/models/{MODEL}").json()
             assert metadata["platform"] == "lightgbm"
             for rows in (transactions(5, seed=11), transactions(700, seed=12)):  # small and large batches

@@ -61,8 +61,9 @@ def others(
     home = trained_store.settings.home
     servers = {
         "broken": launch(workdir, server_env(home, FRAUD_MODEL_URI=str(workdir / "missing"),
-                                             FRAUD_FAIL_FAST="false")),
-        "fail_fast": launch(workdir, server_env(home, FRAUD_MODEL_URI=f"models:/{MODEL}/99")),
+                                             FRAUD_LOAD_RETRY_SECONDS="0.2")),
+        "fail_fast": launch(workdir, server_env(home, FRAUD_MODEL_URI=f"models:/{MODEL}/99",
+                                                FRAUD_FAIL_FAST="true")),
         "champion": launch(workdir, server_env(home), serve),
     }  # fmt: skip
     with running(*servers.values()):
@@ -435,6 +436,8 @@ def test_model_that_fails_to_load_is_not_ready(others: dict[str, ServerProcess])
     )
     assert reply.status_code == 503 and "not ready" in reply.json()["error"]
     assert httpx.get(f"{broken.url}/v2/models/{MODEL}").status_code == 503
+    # It keeps trying (every 0.2 s here) but says so once per cause.
+    time.sleep(1)
     errors = [r for r in broken.log_records() if r["level"] == "error"]
     assert len(errors) == 1 and "cannot load model" in errors[0]["message"]
 
