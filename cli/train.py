@@ -66,6 +66,14 @@ def train(
         metavar="MINUTES",
         help="Search hyper-parameters for at most this long (with --tune: whichever ends first).",
     ),
+    if_missing: int | None = typer.Option(
+        None,
+        "--if-missing",
+        metavar="VERSION",
+        min=1,
+        help="Train only when the registry has no version VERSION yet, else exit 0 saying so: "
+        "first versions trained by a job that may run again (the chart's bootstrap).",
+    ),
 ) -> None:
     """Train a model and register it as a new version of the registered model.
 
@@ -79,6 +87,9 @@ def train(
     if dataset not in DATASETS:
         raise typer.BadParameter(f"unknown data set {dataset!r}; known: {', '.join(DATASETS)}")
     config = settings(ctx)
+    if if_missing is not None and Registry(config).has_version(str(if_missing)):
+        console.print(f"{config.registered_model} version {if_missing} is registered already: nothing to train")
+        return
     budget = Budget(tune, tune_minutes) if tune is not None or tune_minutes is not None else None
     train_config = TrainConfig.from_settings(
         config,

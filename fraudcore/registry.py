@@ -7,6 +7,7 @@ hand it plain values (a bundle directory, params, metrics, tags, files).
 
 import logging
 import shutil
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -262,11 +263,19 @@ class Registry:
                 return None
             raise
 
-    def require_version(self, version: str) -> None:
+    def has_version(self, version: str) -> bool:
+        """Whether the version is registered (any other registry failure raises)."""
         try:
             self.client.get_model_version(self.name, version)
         except MlflowException as e:
-            raise NotFoundError(f"{self.name} has no version {version}") from e
+            if e.error_code in _MISSING:
+                return False
+            raise
+        return True
+
+    def require_version(self, version: str) -> None:
+        if not self.has_version(version):
+            raise NotFoundError(f"{self.name} has no version {version}")
 
     def record_verdict(
         self, version: str, passed: bool, reason: str, top_reason_change: str | None = None
@@ -364,11 +373,18 @@ class Registry:
 
 
 def _download(model_uri: str, target: Path) -> None:
-    partial = target.with_name(target.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(partial))
-    partial.rename(target)
+    """Download into a directory of this process's own, then rename it into place: pods sharing a
+    cache volume may fetch the same version at once, and the first rename wins."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f"{target.name}.partial-", dir=target.parent))
+    try:
+        mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(partial))
+        partial.rename(target)
+    except OSError:
+        if not target.is_dir():  # not lost to another process's rename: a real failure
+            raise
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
 
 
 def _bundle_dir(path: Path) -> Path:

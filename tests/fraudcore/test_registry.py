@@ -5,6 +5,7 @@ import re
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psycopg
@@ -173,3 +174,14 @@ def test_tracking_server_workflow_and_cache_fallback(
     unreachable = make_settings(tmp_path / "other", tracking_uri=f"http://127.0.0.1:{free_port()}")
     with pytest.raises(UnavailableError, match="registry is unreachable"):
         Registry(unreachable).load("models:/fraud-detector@champion")
+
+
+def test_processes_sharing_a_cache_fetch_one_version_at_once(store: Settings) -> None:
+    """Pods sharing a cache volume (`predictor.modelCache.persistence`) start together: each
+    downloads on its own, one copy lands, and every process serves it."""
+    version, jobs = "2", 6
+    with ThreadPoolExecutor(jobs) as pool:
+        loaded = list(pool.map(lambda _: Registry(store).load_version(version), range(jobs)))
+    assert {m.version for m in loaded} == {version} and not any(m.from_cache for m in loaded)
+    cache = store.model_cache_dir / store.registered_model
+    assert sorted(p.name for p in cache.iterdir()) == [version]  # no partial download left behind

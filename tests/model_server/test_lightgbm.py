@@ -36,6 +36,9 @@ def test_lightgbm_trained_registered_and_served(tmp_path: Path, fraud: Fraud) ->
             bundle = Registry(make_settings(home, tracking_uri=url)).load(uri).bundle
             assert bundle.card.kind == "lightgbm"
             assert {f.name: f.kind for f in bundle.card.schema.features}["channel"] == "categorical"
+            again = fraud("train", "--if-missing", "1", "--data", str(data), "--label", LABEL, **env)
+            assert again.code == 0 and "version 1 is registered already" in again.out
+            assert not Registry(make_settings(home, tracking_uri=url)).has_version("2")
 
             server.wait()  # fails if the process exited on the way
             metadata = httpx.get(f"{server.url}/v2/models/{MODEL}").json()

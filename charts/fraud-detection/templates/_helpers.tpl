@@ -58,6 +58,12 @@ tells mirrored copies from client requests by the port they arrive on. */}}
 {{- define "fraud-detection.mlflowName" -}}
 {{- printf "%s-mlflow" (include "fraud-detection.fullname" .) }}
 {{- end }}
+{{- define "fraud-detection.modelCacheName" -}}
+{{ include "fraud-detection.fullname" . }}-model-cache
+{{- end }}
+{{- define "fraud-detection.bootstrapJobName" -}}
+{{ include "fraud-detection.fullname" . }}-bootstrap-{{ .Release.Revision }}
+{{- end }}
 {{- define "fraud-detection.postgresqlName" -}}
 {{- printf "%s-postgresql" (include "fraud-detection.fullname" .) }}
 {{- end }}
@@ -165,4 +171,79 @@ championVersion: {{ $champion | int }}
 challengerVersion: {{ $challenger | int }}
 challengerWeight: {{ $weight | int }}
 shadowPercent: {{ $shadow | int }}
+{{- end }}
+
+{{/* The pod of a job (the CronJobs and the bootstrap Job): the jobs image, the registry, the
+audit database, the read-only root filesystem with a writable /tmp. Takes ctx, job (its name),
+cfg (its values: resources, and for the analysis prometheusUrl and plan), command, args and
+movesTraffic (runs as the canary ServiceAccount). */}}
+{{- define "fraud-detection.jobPod" -}}
+{{- $ctx := .ctx }}{{ $job := .job }}{{ $cfg := .cfg }}{{ $command := .command }}{{ $args := .args }}{{ $movesTraffic := .movesTraffic -}}
+metadata:
+  labels:
+    {{- include "fraud-detection.selectorLabels" $ctx | nindent 4 }}
+    app.kubernetes.io/component: {{ $job }}
+    fraud-detection.io/job: "true"
+spec:
+  restartPolicy: Never
+  {{- if $movesTraffic }}
+  serviceAccountName: {{ include "fraud-detection.canaryServiceAccountName" $ctx }}
+  automountServiceAccountToken: true
+  {{- else }}
+  serviceAccountName: {{ include "fraud-detection.jobsServiceAccountName" $ctx }}
+  automountServiceAccountToken: false
+  {{- end }}
+  {{- with $ctx.Values.imagePullSecrets }}
+  imagePullSecrets:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  securityContext:
+    {{- include "fraud-detection.podSecurityContext" $ctx | nindent 4 }}
+  containers:
+    - name: {{ $job }}
+      image: {{ include "fraud-detection.jobsImage" $ctx }}
+      imagePullPolicy: {{ $ctx.Values.jobs.image.pullPolicy }}
+      command: {{ toJson $command }}
+      {{- with $args }}
+      args:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      env:
+        - name: MLFLOW_TRACKING_URI
+          value: {{ include "fraud-detection.mlflowTrackingUri" $ctx | quote }}
+        - name: FRAUD_AUDIT_DSN
+          valueFrom:
+            secretKeyRef:
+              name: {{ include "fraud-detection.databaseSecretName" $ctx }}
+              key: audit-dsn
+        - name: FRAUD_CANARY_NAME
+          value: {{ include "fraud-detection.fullname" $ctx | quote }}
+        {{- if eq $job "canary-analysis" }}
+        - name: FRAUD_PROMETHEUS_URL
+          value: {{ $cfg.prometheusUrl | quote }}
+        - name: FRAUD_CANARY_PLAN
+          value: {{ toJson $cfg.plan | quote }}
+        {{- end }}
+        {{- with $ctx.Values.jobs.pushgatewayUrl }}
+        - name: FRAUD_PUSHGATEWAY_URL
+          value: {{ . | quote }}
+        {{- end }}
+        - name: HOME
+          value: /tmp
+        # Reports and model cache on the writable /tmp volume (read-only root filesystem).
+        - name: FRAUD_HOME
+          value: /tmp/.fraud
+        {{- with $ctx.Values.jobs.extraEnv }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+      resources:
+        {{- toYaml $cfg.resources | nindent 8 }}
+      securityContext:
+        {{- include "fraud-detection.containerSecurityContext" $ctx | nindent 8 }}
+      volumeMounts:
+        - name: tmp
+          mountPath: /tmp
+  volumes:
+    - name: tmp
+      emptyDir: {}
 {{- end }}
