@@ -29,7 +29,7 @@ install_gateway() {
     --set global.images.envoyProxy.image="$ENVOY_IMAGE" --set global.images.envoyProxy.pullPolicy=IfNotPresent \
     --set topologyInjector.enabled=false --wait --timeout 5m >/dev/null || die "helm install Envoy Gateway failed"
   K create namespace kserve --dry-run=client -o yaml | K apply -f - >/dev/null
-  { sed "s#\${ENVOY_IMAGE}#$ENVOY_IMAGE#" "$HERE/manifests/gateway.yaml"; echo ---; cat "$ROOT/k8s/gateway-policies.yaml"; } \
+  { sed "s#\${ENVOY_IMAGE}#$ENVOY_IMAGE#; s#\${GATEWAY_PORT}#$GATEWAY_PORT#" "$HERE/manifests/gateway.yaml"; echo ---; cat "$ROOT/k8s/gateway-policies.yaml"; } \
     | K apply -f - >/dev/null || die "applying the Gateway failed"
   K -n envoy-gateway-system wait --for=condition=Available deploy \
     -l gateway.envoyproxy.io/owning-gateway-name=kserve-ingress-gateway --timeout=180s >/dev/null 2>&1 \
@@ -91,7 +91,8 @@ install_kserve() {
 install_monitoring() {
   log "prometheus-operator CRDs, Prometheus, Pushgateway"
   K apply --server-side --force-conflicts -f "$CACHE/crds/prometheus-operator/" >/dev/null || die "prometheus-operator CRDs failed"
-  K apply -f "$HERE/manifests/monitoring.yaml" >/dev/null || die "monitoring manifests failed"
+  sed "s#\${PROMETHEUS_PORT}#$PROMETHEUS_PORT#" "$HERE/manifests/monitoring.yaml" | K apply -f - >/dev/null \
+    || die "monitoring manifests failed"
   K -n monitoring rollout status deploy/prometheus deploy/pushgateway --timeout=3m >/dev/null || die "Prometheus not ready"
 }
 

@@ -20,7 +20,16 @@ networking:
 nodes:
   - role: control-plane
     image: $NODE_IMAGE
+    # Clients on this machine reach the cluster on loopback only, never on the node's bridge address.
+    extraPortMappings:
+      - {containerPort: $GATEWAY_PORT, hostPort: $GATEWAY_PORT, listenAddress: 127.0.0.1}
+      - {containerPort: $PROMETHEUS_PORT, hostPort: $PROMETHEUS_PORT, listenAddress: 127.0.0.1}
 YAML
+}
+
+# A node created before the port mappings existed cannot gain them: it is replaced.
+maps_ports() {
+  docker inspect -f '{{json .HostConfig.PortBindings}}' "$(node)" | grep -q "\"$GATEWAY_PORT/tcp\""
 }
 
 # load IMAGE... : copies images from the local engine into the node's containerd (what
@@ -67,8 +76,10 @@ up() {
     for i in $(seq 60); do
       "$KBIN/kubectl" --kubeconfig "$KUBECONFIG_FILE" get --raw /readyz >/dev/null 2>&1 && break; sleep 2
     done
-    if [[ $i -lt 60 ]]; then log "cluster $CLUSTER_NAME is up"; return; fi
-    log "cluster $CLUSTER_NAME does not answer: recreating it"; down
+    if [[ $i -ge 60 ]]; then log "cluster $CLUSTER_NAME does not answer: recreating it"; down
+    elif ! maps_ports; then log "cluster $CLUSTER_NAME has no ports on 127.0.0.1: recreating it"; down
+    else log "cluster $CLUSTER_NAME is up"; return
+    fi
   fi
   have_image "$NODE_IMAGE" || die "node image $NODE_IMAGE missing (scripts/kind/build-images.sh node)"
   local t0=$SECONDS

@@ -49,6 +49,7 @@ test_() {
   export FRAUD_E2E_KUBECONFIG="$KUBECONFIG_FILE" FRAUD_E2E_BIN="$KBIN" FRAUD_E2E_HELM="$CACHE/bin/helm"
   export FRAUD_E2E_NODE="$CLUSTER_NAME-control-plane" FRAUD_E2E_APP_TAG="${APP_TAG:-e2e}"
   export FRAUD_E2E_POSTGRES_IMAGE="$POSTGRES_IMAGE"
+  export FRAUD_E2E_GATEWAY_URL="http://127.0.0.1:$GATEWAY_PORT" FRAUD_E2E_PROMETHEUS_URL="http://127.0.0.1:$PROMETHEUS_PORT"
   (cd "$ROOT" && timed e2e "$uv" run --frozen --all-extras pytest -m e2e -p no:cacheprovider \
      --no-cov -o addopts="-ra --strict-markers" -o timeout=2400 "${@:-tests/e2e}") || rc=$?
   if [[ $rc -eq 0 && $stamp == stamp ]]; then

@@ -20,6 +20,10 @@ KSERVE_IMAGE=kserve/kserve-controller:$KSERVE_VERSION
 EG_IMAGE=envoyproxy/gateway:$ENVOY_GATEWAY_VERSION
 ENVOY_IMAGE=envoyproxy/envoy:distroless-v$ENVOY_VERSION
 CLUSTER_NAME=${KIND_CLUSTER_NAME:-fraud}
+# Node ports of the gateway's Envoy Service and of Prometheus, mapped to the same ports on
+# 127.0.0.1 of this machine (kind's extraPortMappings): http://127.0.0.1:$GATEWAY_PORT/v2/...
+GATEWAY_PORT=30080
+PROMETHEUS_PORT=30090
 NODE_IMAGE=fraud-detection/kind-node:${KUBERNETES_VERSION}
 BASE_IMAGE_LOCAL=fraud-detection/debian:bookworm
 

@@ -20,6 +20,10 @@ class Cluster:
     bin_dir: Path
     helm: Path
     node: str
+    gateway: str
+    """http://127.0.0.1:<port>: the Envoy data plane's node port, mapped to loopback by kind."""
+    prometheus: str
+    """http://127.0.0.1:<port>: Prometheus' node port, mapped to loopback by kind."""
 
     @classmethod
     def from_env(cls) -> Cluster | None:
@@ -31,6 +35,8 @@ class Cluster:
             bin_dir=Path(os.environ["FRAUD_E2E_BIN"]),
             helm=Path(os.environ["FRAUD_E2E_HELM"]),
             node=os.environ["FRAUD_E2E_NODE"],
+            gateway=os.environ["FRAUD_E2E_GATEWAY_URL"],
+            prometheus=os.environ["FRAUD_E2E_PROMETHEUS_URL"],
         )
 
     @property
@@ -53,21 +59,6 @@ class Cluster:
 
     def helm_(self, *args: str, timeout: float = 600) -> str:
         return self.run(str(self.helm), *args, timeout=timeout)
-
-    def node_ip(self) -> str:
-        out = subprocess.run(
-            [
-                "docker",
-                "inspect",
-                "-f",
-                "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}",
-                self.node,
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        return out.split()[0]
 
 
 def wait_for(what: str, probe: Callable[[], Any], timeout: float = 300, every: float = 2.0) -> Any:

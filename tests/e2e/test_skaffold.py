@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.e2e.conftest import ROOT, remove_release, run_job
+from tests.e2e.conftest import ROOT, remove_release, run_job, wait_job
 from tests.e2e.kube import Cluster, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -81,7 +81,8 @@ def _predictor_pods(cluster: Cluster) -> list[dict]:
 def test_skaffold_run_deploys_the_chart_with_those_images(
     cluster: Cluster, skaffold: Skaffold, built: dict[str, str]
 ) -> None:
-    # The release's MLflow starts empty, so the predictors wait for a first model: no status check.
+    # The release's MLflow starts empty: the predictors wait, not ready, while the chart's bootstrap
+    # Job trains the first model, so no status check.
     skaffold.run("run", "--status-check=false")
     namespace, mlflow = DEV["namespace"], f"{RELEASE},app.kubernetes.io/component=mlflow"
     wait = ("-n", namespace, "wait", "--timeout=600s")
@@ -89,24 +90,20 @@ def test_skaffold_run_deploys_the_chart_with_those_images(
     fullname = cluster.json("-n", namespace, "get", "httproute", "-l", RELEASE)["items"][0]["metadata"][
         "name"
     ]
-    # This release serves the PaySim-style data set: a text `type`, sent as BYTES. At its 0.13 % fraud
-    # a PR-AUC floor of 0.3 fits (as in `make demo DATASET=paysim`).
-    train = "FRAUD_GATE_MIN_PR_AUC=0.3 fraud train --dataset paysim --model xgboost --rows 200000"
-    run_job(cluster, fullname, "first-model", train, namespace=namespace, cronjob="drift")
-    cluster.kubectl("-n", namespace, "delete", "pod", "-l", PREDICTORS)
+    wait_job(cluster, f"{fullname}-bootstrap-1", timeout=900, namespace=namespace)
     cluster.kubectl(*wait, "--for=condition=Ready", "inferenceservice", "--all", timeout=630)
     images = {c["image"] for pod in _predictor_pods(cluster) for c in pod["spec"]["containers"]}
     assert built["fraud-detection/predictor"] in images, images
     in_node = cluster.run("docker", "exec", cluster.node, "ctr", "-n", "k8s.io", "images", "ls", "-q")
     assert all(tag.split("@")[0] in in_node for tag in built.values()), "images not loaded into the node"
 
-    # Per-feature tensors, `type` as BYTES, to the champion's Service (replayed by the jobs image).
+    # Per-feature tensors to the champion's Service (replayed by the jobs image).
     champion = f"http://{fullname}-champion-predictor.{namespace}.svc"
     send = (
-        "fraud data generate --dataset paysim --rows 500 --seed 9 --out /tmp/paysim.csv"
-        f" && fraud traffic send /tmp/paysim.csv --url {champion} --batch 50"
+        "fraud data generate --rows 500 --seed 9 --out /tmp/transactions.csv"
+        f" && fraud traffic send /tmp/transactions.csv --url {champion} --batch 50"
     )
-    run_job(cluster, fullname, "paysim-traffic", send, namespace=namespace, cronjob="drift")
+    run_job(cluster, fullname, "traffic", send, namespace=namespace, cronjob="drift")
 
 
 def _read_in_pod(cluster: Cluster, pod: str, path: str) -> str:
