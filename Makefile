@@ -6,7 +6,7 @@ UV = $(FRAUD_CACHE_DIR)/uv-0.13.8/bin/uv
 RUN = $(UV) run --frozen --all-extras
 DATASET ?= creditcard
 
-.PHONY: help setup demo test test-python test-chart lint docs monitoring bench tools images postgres postgres-stop kind-up e2e kind-down clean
+.PHONY: help setup demo test test-python test-chart lint docs monitoring bench tools images postgres postgres-stop kind-up e2e faults kind-down clean
 
 help: ## Show the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -65,6 +65,9 @@ kind-up: setup tools ## kind cluster with KServe, Envoy Gateway, Prometheus; eve
 
 e2e: setup tools ## End-to-end tier on kind (brings the cluster up first); a full pass arms CI's e2e run
 	@bash scripts/kind/e2e.sh run
+
+faults: setup tools ## Fault suite on kind under constant load (pod deletes, outages, upgrade, node restart); figures printed
+	@bash scripts/kind/e2e.sh faults
 
 kind-down: ## Delete the kind cluster (the build cache stays)
 	@bash scripts/kind/e2e.sh down

@@ -5,6 +5,7 @@
 #                              running cluster
 #   scripts/kind/e2e.sh run    up, then test (what `make e2e` runs); a passing `run` writes the stamp
 #                              that marks this machine's cache as complete
+#   scripts/kind/e2e.sh faults the fault suite (pytest -m faults) after up; figures in $FRAUD_CACHE_DIR/kind/faults.md
 #   scripts/kind/e2e.sh down   delete the cluster (the cache stays)
 #   scripts/kind/e2e.sh ci     run, when the stamp shows a complete cache here (only the project's own
 #                              images are rebuilt); otherwise print one line saying why and exit 0,
@@ -42,15 +43,16 @@ up() {
   timed addons "$HERE/addons.sh" all
 }
 
+# test_ stamp|nostamp MARKERS [PATH...]
 test_() {
-  local stamp=$1 uv="$CACHE/uv-0.13.8/bin/uv" rc=0
-  shift
+  local stamp=$1 markers=$2 uv="$CACHE/uv-0.13.8/bin/uv" rc=0
+  shift 2
   [[ -x $uv ]] || bash "$ROOT/scripts/bootstrap.sh" >/dev/null
   export FRAUD_E2E_KUBECONFIG="$KUBECONFIG_FILE" FRAUD_E2E_BIN="$KBIN" FRAUD_E2E_HELM="$CACHE/bin/helm"
   export FRAUD_E2E_NODE="$CLUSTER_NAME-control-plane" FRAUD_E2E_APP_TAG="${APP_TAG:-e2e}"
   export FRAUD_E2E_POSTGRES_IMAGE="$POSTGRES_IMAGE"
   export FRAUD_E2E_GATEWAY_URL="http://127.0.0.1:$GATEWAY_PORT" FRAUD_E2E_PROMETHEUS_URL="http://127.0.0.1:$PROMETHEUS_PORT"
-  (cd "$ROOT" && timed e2e "$uv" run --frozen --all-extras pytest -m e2e -p no:cacheprovider \
+  (cd "$ROOT" && timed e2e "$uv" run --frozen --all-extras pytest -m "$markers" -p no:cacheprovider \
      --no-cov -o addopts="-ra --strict-markers" -o timeout=2400 "${@:-tests/e2e}") || rc=$?
   if [[ $rc -eq 0 && $stamp == stamp ]]; then
     printf 'inputs %s\ncommit %s\npassed %s\n' "$(inputs_hash)" "$(git -C "$ROOT" rev-parse HEAD)" \
@@ -69,14 +71,24 @@ ci() {
   fi
   if [[ -n $why ]]; then echo "e2e skipped: $why"; return 0; fi
   # The cache once passed here, so a failure now is a regression in the inputs (or the machine).
-  up && test_ stamp
+  up && test_ stamp "e2e and not faults"
+}
+
+# The fault suite (tests/e2e/test_faults.py), its figures to $KCACHE/faults.md.
+faults() {
+  export FRAUD_E2E_FAULTS_REPORT="$KCACHE/faults.md"
+  printf '| fault (under constant load) | failed / total requests | recovery |\n| --- | --- | --- |\n' \
+    >"$FRAUD_E2E_FAULTS_REPORT"
+  test_ nostamp faults tests/e2e/test_faults.py || return
+  cat "$FRAUD_E2E_FAULTS_REPORT"
 }
 
 case ${1:-} in
   up) up ;;
-  test) shift; test_ nostamp "$@" ;;
-  run) shift; up; test_ stamp "$@" ;;
+  test) shift; test_ nostamp "e2e and not faults" "$@" ;;
+  run) shift; up; test_ stamp "e2e and not faults" "$@" ;;
+  faults) up && faults ;;
   down) "$HERE/cluster.sh" down ;;
   ci) ci ;;
-  *) die "usage: $0 up|test|run|down|ci" ;;
+  *) die "usage: $0 up|test|run|faults|down|ci" ;;
 esac

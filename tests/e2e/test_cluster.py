@@ -37,8 +37,11 @@ pytestmark = pytest.mark.e2e
 FRAUD = str(Path(sys.executable).with_name("fraud"))
 
 
-def infer(client: httpx.Client, release: Release, body: dict | None = None) -> httpx.Response:
-    return client.post(release.infer_url(), json=body or features_body(), timeout=15)
+def infer(
+    client: httpx.Client, release: Release, body: dict | None = None, request_id: str | None = None
+) -> httpx.Response:
+    headers = {"x-request-id": request_id} if request_id else None
+    return client.post(release.infer_url(), json=body or features_body(), headers=headers, timeout=15)
 
 
 def roles(release: Release, n: int, threads: int = 4) -> Counter[tuple[str, str]]:
@@ -68,26 +71,35 @@ def roles(release: Release, n: int, threads: int = 4) -> Counter[tuple[str, str]
 @dataclass
 class Load:
     """Constant v2 traffic through the Gateway from a few threads, every outcome recorded; each
-    thread cycles through `bodies` (default: one all-zero transaction)."""
+    thread cycles through `bodies` (default: one all-zero transaction). With `request_id_prefix`
+    every request carries `x-request-id: <prefix>-<thread>-<n>`. After a failure a thread waits
+    50 ms, as a client would, rather than spin."""
 
     release: Release
     threads: int = 4
     bodies: list[dict] = field(default_factory=lambda: [features_body()])
+    request_id_prefix: str = ""
     ok: Counter[tuple[str, str]] = field(default_factory=Counter)
     failures: list[str] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _pool: list[threading.Thread] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def _run(self, first: int) -> None:
+    def _run(self, thread: int) -> None:
+        first = thread * (len(self.bodies) // self.threads)
         bodies = itertools.islice(itertools.cycle(self.bodies), first, None)
         with httpx.Client() as client:
-            while not self._stop.is_set():
+            for n in itertools.count():
+                if self._stop.is_set():
+                    break
+                request_id = f"{self.request_id_prefix}-{thread}-{n}" if self.request_id_prefix else None
                 try:
-                    r = infer(client, self.release, next(bodies))
+                    r = infer(client, self.release, next(bodies), request_id)
                     outcome = None if r.status_code == 200 else f"HTTP {r.status_code}: {r.text[:200]}"
                 except httpx.HTTPError as e:
                     r, outcome = None, f"{type(e).__name__}: {e}"
+                if outcome:
+                    self._stop.wait(0.05)
                 with self._lock:
                     if outcome:
                         self.failures.append(outcome)
@@ -97,10 +109,7 @@ class Load:
                         ] += 1
 
     def __enter__(self) -> Load:
-        spread = len(self.bodies) // self.threads
-        self._pool = [
-            threading.Thread(target=self._run, args=(i * spread,), daemon=True) for i in range(self.threads)
-        ]
+        self._pool = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(self.threads)]
         for t in self._pool:
             t.start()
         return self
