@@ -88,7 +88,9 @@ def train(
         raise typer.BadParameter(f"unknown data set {dataset!r}; known: {', '.join(DATASETS)}")
     config = settings(ctx)
     if if_missing is not None and Registry(config).has_version(str(if_missing)):
-        console.print(f"{config.registered_model} version {if_missing} is registered already: nothing to train")
+        console.print(
+            f"{config.registered_model} version {if_missing} is registered already: nothing to train"
+        )
         return
     budget = Budget(tune, tune_minutes) if tune is not None or tune_minutes is not None else None
     train_config = TrainConfig.from_settings(

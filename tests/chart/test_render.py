@@ -181,7 +181,9 @@ def test_production_values_keep_the_model_cache_on_a_shared_volume(rendered: dic
     """Every predictor pod mounts one ReadWriteMany claim where the model cache lives; the default
     install keeps the cache in the pod's emptyDir."""
     objs = rendered["production-values"]
-    [claim] = [o for o in objs if o["kind"] == "PersistentVolumeClaim" and "model-cache" in o["metadata"]["name"]]
+    [claim] = [
+        o for o in objs if o["kind"] == "PersistentVolumeClaim" and "model-cache" in o["metadata"]["name"]
+    ]
     assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
     for isvc in (o for o in objs if o["kind"] == "InferenceService"):
         predictor = isvc["spec"]["predictor"]
@@ -191,19 +193,26 @@ def test_production_values_keep_the_model_cache_on_a_shared_volume(rendered: dic
         env = {e["name"]: e.get("value") for e in predictor["containers"][0]["env"]}
         assert mounts["model-cache"] == f"{env['FRAUD_HOME']}/models"  # Settings.model_cache_dir
     default = rendered["default-values"]
-    assert not [o for o in default if o["kind"] == "PersistentVolumeClaim" and "model-cache" in o["metadata"]["name"]]
+    assert not [
+        o for o in default if o["kind"] == "PersistentVolumeClaim" and "model-cache" in o["metadata"]["name"]
+    ]
 
 
 def test_bootstrap_job_trains_only_the_missing_versions(render: Render, tmp_path: Path) -> None:
     """Each listed version is one `fraud train --if-missing N`, its arguments quoted for the shell;
     the Job is named by the release revision (a Job's template cannot be changed by an upgrade)."""
     values = tmp_path / "values.yaml"
-    versions = [["--model", "logistic", "--rows", 150000], ["--data", "runs:/abc/it's.csv", "--label", "isFraud"]]
+    versions = [
+        ["--model", "logistic", "--rows", 150000],
+        ["--data", "runs:/abc/it's.csv", "--label", "isFraud"],
+    ]
     values.write_text(yaml.safe_dump({"jobs": {"bootstrap": {"versions": versions}}}))
     [job] = [o for o in render("-f", str(values)) if o["kind"] == "Job"]
     assert job["metadata"]["name"] == "fraud-fraud-detection-bootstrap-1"
     pod = job["spec"]["template"]["spec"]
-    assert pod["serviceAccountName"] == "fraud-fraud-detection-jobs" and not pod["automountServiceAccountToken"]
+    assert (
+        pod["serviceAccountName"] == "fraud-fraud-detection-jobs" and not pod["automountServiceAccountToken"]
+    )
     container = pod["containers"][0]
     assert container["command"] == ["sh", "-c"]
     script = container["args"][0].replace("set -e\n", "")

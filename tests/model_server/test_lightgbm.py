@@ -23,7 +23,9 @@ def test_lightgbm_trained_registered_and_served(tmp_path: Path, fraud: Fraud) ->
     uri = f"models:/{MODEL}/1"
     with mlflow_server(tmp_path / "mlflow") as url:
         server_home = tmp_path / "server-home"  # its own cache: nothing the trainer downloaded
-        env = server_env(server_home, MLFLOW_TRACKING_URI=url, FRAUD_MODEL_URI=uri, FRAUD_LOAD_RETRY_SECONDS="0.5")
+        env = server_env(
+            server_home, MLFLOW_TRACKING_URI=url, FRAUD_MODEL_URI=uri, FRAUD_LOAD_RETRY_SECONDS="0.5"
+        )
         server = launch(tmp_path / "server", env)
         with running(server):
             ready = httpx.get(f"{server.wait('/v2/health/live').url}/v2/health/ready")
