@@ -250,6 +250,33 @@ def test_helm_upgrade_during_a_canary_keeps_it_and_fails_no_request(
     )
 
 
+def test_a_drain_evicts_one_predictor_pod_per_role_at_a_time(cluster: Cluster, two_replicas: Release) -> None:
+    """`kubectl drain` of the one node, its predictor pods only: the PodDisruptionBudgets let one
+    pod per role go and refuse the second while the first has no Ready replacement (on one
+    cordoned node it never gets one, so the drain times out), and no request fails."""
+    with Load(two_replicas) as load:
+        time.sleep(3)
+        drained = cluster.kubectl(
+            "drain", cluster.node, f"--pod-selector={PREDICTORS.split(',', 1)[1]}", "--timeout=60s",
+            "--delete-emptydir-data", check=False, timeout=120,
+        )  # fmt: skip
+        left = {role: sum(map(ready, predictor_pods(cluster, role))) for role in ("champion", "challenger")}
+        cluster.kubectl("uncordon", cluster.node)
+        for role in ("champion", "challenger"):
+            wait_for(
+                f"{role} back at {REPLICAS}",
+                lambda r=role: sum(map(ready, predictor_pods(cluster, r))) == REPLICAS,
+            )
+        time.sleep(3)
+    report(
+        "`kubectl drain` of the node (predictor pods, production budgets)",
+        load,
+        f"Ready pods left per role during the drain: {left}",
+    )
+    assert left == {"champion": REPLICAS - 1, "challenger": REPLICAS - 1}, drained
+    assert load.total() > 100 and not load.failures, load.failures[:3]
+
+
 def test_the_envoy_data_plane_deleted(cluster: Cluster, two_replicas: Release) -> None:
     """One Envoy replica (the kind add-ons): requests fail until its replacement is up; stated."""
     selector = "gateway.envoyproxy.io/owning-gateway-name=kserve-ingress-gateway"
