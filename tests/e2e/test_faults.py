@@ -257,7 +257,7 @@ def test_a_drain_evicts_one_predictor_pod_per_role_at_a_time(cluster: Cluster, t
     with Load(two_replicas) as load:
         time.sleep(3)
         drained = cluster.kubectl(
-            "drain", cluster.node, f"--pod-selector={PREDICTORS.split(',', 1)[1]}", "--timeout=60s",
+            "drain", cluster.node, f"--pod-selector={PREDICTORS}", "--timeout=60s",
             "--delete-emptydir-data", check=False, timeout=120,
         )  # fmt: skip
         left = {role: sum(map(ready, predictor_pods(cluster, role))) for role in ("champion", "challenger")}
