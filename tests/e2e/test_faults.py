@@ -92,7 +92,7 @@ def pod_metric(cluster: Cluster, pod: str, name: str) -> float:
 
 
 def psql(cluster: Cluster, query: str) -> str:
-    selector = f"{SELECTOR},app.kubernetes.io/component=postgresql"
+    selector = f"{SELECTOR},app.kubernetes.io/component=database"
     [pod] = cluster.json("-n", NAMESPACE, "get", "pod", "-l", selector)["items"]
     return cluster.kubectl(
         "-n", NAMESPACE, "exec", pod["metadata"]["name"], "--", "sh", "-c",
@@ -148,9 +148,9 @@ def test_postgres_down_for_a_minute_loses_no_request_and_no_audit_row(
     prefix = f"fault-pg-{int(time.time())}"
     with Load(two_replicas, request_id_prefix=prefix) as load:
         time.sleep(3)
-        scale(cluster, "statefulset", "postgresql", 0)
+        scale(cluster, "statefulset", "database", 0)
         time.sleep(60)
-        scale(cluster, "statefulset", "postgresql", 1)
+        scale(cluster, "statefulset", "database", 1)
         back = time.monotonic()
         time.sleep(3)
     pods = [p["metadata"]["name"] for r in ("champion", "challenger") for p in predictor_pods(cluster, r)]
@@ -236,13 +236,13 @@ def test_helm_upgrade_during_a_canary_keeps_it_and_fails_no_request(
     with Load(two_replicas) as load:
         time.sleep(3)
         t0 = time.monotonic()
-        # A changed pod template (the default is 5) rolls every predictor Deployment.
-        cluster.helm_(
-            *helm, "--set", "predictor.preStopSleepSeconds=6", "--wait", "--timeout=10m", timeout=700
-        )
+        # A changed pod template (the default is 5) rolls every predictor Deployment; helm cannot
+        # wait for InferenceServices, so the suite waits for the new pods itself.
+        cluster.helm_(*helm, "--set", "predictor.preStopSleepSeconds=6", timeout=700)
+        wait_for("every predictor pod rolled", lambda: _rolled_to_prestop(cluster, "6"), timeout=600)
         seconds = time.monotonic() - t0
         time.sleep(3)
-    report("`helm upgrade` rolling both roles at weight 30", load, f"upgrade done in {seconds:.0f} s")
+    report("`helm upgrade` rolling both roles at weight 30", load, f"all 4 pods replaced in {seconds:.0f} s")
     assert load.total() > 100 and not load.failures, load.failures[:3]
     route = cluster.json("-n", NAMESPACE, "get", "httproute", two_replicas.name)
     assert [b["weight"] for b in route["spec"]["rules"][0]["backendRefs"]] == [70, 30], (
@@ -316,3 +316,9 @@ def _rolled(cluster: Cluster, fail_fast: str) -> bool:
         and all(e.get("FRAUD_FAIL_FAST") == fail_fast for e in envs)
         and all(map(ready, pods))
     )
+
+
+def _rolled_to_prestop(cluster: Cluster, seconds: str) -> bool:
+    pods = [p for role in ("champion", "challenger") for p in predictor_pods(cluster, role)]
+    sleeps = [p["spec"]["containers"][0]["lifecycle"]["preStop"]["exec"]["command"][-1] for p in pods]
+    return len(pods) == 2 * REPLICAS and set(sleeps) == {seconds} and all(map(ready, pods))
